@@ -1,0 +1,193 @@
+//! Server configuration: every limit and timeout in one place, with its default.
+//!
+//! Owns the `Config` struct, its defaults and loading it from a TOML file. It does not
+//! apply anything; the server and reactor read it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::http::{HttpLimits, UpgradePolicy};
+use crate::ws::DecoderLimits;
+
+/// Server configuration. Every field has a default; a TOML file may set any subset
+/// (`switchboard echo --config switchboard.toml`). Sizes are in bytes, times in
+/// milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:9001`.
+    pub listen: SocketAddr,
+    /// Worker threads, each with its own event loop and connections. `0` (the default)
+    /// means one per available core.
+    pub workers: usize,
+    /// Listen backlog per worker socket. Default 1024.
+    pub backlog: i32,
+    /// Largest HTTP request head (request line and headers). Default 8 KiB; larger → 431.
+    pub max_handshake_bytes: usize,
+    /// Most request header lines. Default 64; more → 431.
+    pub max_headers: usize,
+    /// A client that has not finished its handshake by then is disconnected. Default 10 s.
+    pub handshake_timeout_ms: u64,
+    /// Largest frame payload. Default 16 MiB; larger → close 1009.
+    pub max_frame_size: usize,
+    /// Largest message after reassembly. Default 64 MiB; larger → close 1009.
+    pub max_message_size: usize,
+    /// When more than this many bytes wait to be written to a connection, the server stops
+    /// reading from it until they drain, so a client that sends without reading cannot
+    /// grow the server's memory. Default 1 MiB.
+    pub write_high_water: usize,
+    /// After a close frame is sent (or an HTTP error answered), how long to wait for the
+    /// peer to close TCP before dropping it. Default 5 s.
+    pub close_timeout_ms: u64,
+    /// On shutdown, how long to wait for clients to answer close 1001. Default 5 s.
+    pub shutdown_timeout_ms: u64,
+    /// Allowed `Origin` values; empty (the default) allows any. Requests without `Origin`
+    /// (non-browser clients) are allowed.
+    pub allowed_origins: Vec<String>,
+    /// Subprotocols the server speaks, in order of preference. Default none.
+    pub subprotocols: Vec<String>,
+    /// Size of each worker's read buffer. Default 64 KiB.
+    pub read_buffer_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let dec = DecoderLimits::default();
+        let http = HttpLimits::default();
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9001)),
+            workers: 0,
+            backlog: 1024,
+            max_handshake_bytes: http.max_handshake_bytes,
+            max_headers: http.max_headers,
+            handshake_timeout_ms: 10_000,
+            max_frame_size: dec.max_frame_size,
+            max_message_size: dec.max_message_size,
+            write_high_water: 1 << 20,
+            close_timeout_ms: 5_000,
+            shutdown_timeout_ms: 5_000,
+            allowed_origins: Vec::new(),
+            subprotocols: Vec::new(),
+            read_buffer_size: 64 * 1024,
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for [`Config`].
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong, with line and column.
+        source: toml::de::Error,
+    },
+    /// A value is out of range.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file; fields it leaves out keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.display().to_string(),
+            source,
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that would make the server misbehave.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.workers > 1024 {
+            return bad("workers must be at most 1024");
+        }
+        if self.max_handshake_bytes < 64 {
+            return bad("max_handshake_bytes must be at least 64");
+        }
+        if self.max_headers == 0 {
+            return bad("max_headers must be at least 1");
+        }
+        if self.max_frame_size == 0 || self.max_message_size == 0 {
+            return bad("max_frame_size and max_message_size must be positive");
+        }
+        if self.read_buffer_size < 1024 {
+            return bad("read_buffer_size must be at least 1024");
+        }
+        Ok(())
+    }
+
+    /// The number of workers to start: `workers`, or the core count when it is 0.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    pub(crate) fn http_limits(&self) -> HttpLimits {
+        HttpLimits {
+            max_handshake_bytes: self.max_handshake_bytes,
+            max_headers: self.max_headers,
+        }
+    }
+
+    pub(crate) fn decoder_limits(&self) -> DecoderLimits {
+        DecoderLimits {
+            max_frame_size: self.max_frame_size,
+            max_message_size: self.max_message_size,
+        }
+    }
+
+    pub(crate) fn upgrade_policy(&self) -> UpgradePolicy {
+        UpgradePolicy {
+            allowed_origins: self.allowed_origins.clone(),
+            subprotocols: self.subprotocols.clone(),
+        }
+    }
+
+    pub(crate) fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    pub(crate) fn close_timeout(&self) -> Duration {
+        Duration::from_millis(self.close_timeout_ms)
+    }
+
+    pub(crate) fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_file_keeps_defaults_and_unknown_fields_fail() {
+        let c: Config = toml::from_str("workers = 3\nmax_frame_size = 1024\n").unwrap();
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.max_frame_size, 1024);
+        assert_eq!(c.max_handshake_bytes, 8192);
+        assert!(toml::from_str::<Config>("max_frame = 1").is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! Parsing an HTTP/1.1 request head from bytes that may arrive split at any point.
+
+use super::error::HandshakeError;
+
+/// Limits on the request head.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Largest request head (request line and headers), in bytes (larger → 431).
+    pub max_handshake_bytes: usize,
+    /// Most header lines accepted (more → 431).
+    pub max_headers: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_handshake_bytes: 8 * 1024,
+            max_headers: 64,
+        }
+    }
+}
+
+/// A parsed request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The method, e.g. `GET`.
+    pub method: String,
+    /// The path, without the query string.
+    pub path: String,
+    /// The query string after `?`, if any.
+    pub query: Option<String>,
+    /// The minor version: 1 for HTTP/1.1.
+    pub version: u8,
+    /// Header names as sent, with their raw values, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Request {
+    /// The first header named `name` (case-insensitive), if it is valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .map(str::trim)
+    }
+
+    /// Every header named `name` (case-insensitive) that is valid UTF-8.
+    pub fn headers_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+            .map(str::trim)
+    }
+
+    /// Whether any comma-separated token of any header `name` equals `token`
+    /// (case-insensitive), as for `Connection: keep-alive, Upgrade`.
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers_all(name)
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+}
+
+/// The result of looking at the bytes received so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// The head is not complete yet; call again with more bytes.
+    Partial,
+    /// The head is complete and took the first `consumed` bytes; bytes after it belong to
+    /// the next protocol (WebSocket frames a client sent right behind its request).
+    Complete {
+        /// The request.
+        request: Request,
+        /// Length of the head in bytes.
+        consumed: usize,
+    },
+}
+
+/// Parses the request head at the start of `buf`, all bytes received so far. The same
+/// bytes give the same answer however they were split across reads.
+pub fn parse_request(buf: &[u8], limits: &HttpLimits) -> Result<Parsed, HandshakeError> {
+    let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut req = httparse::Request::new(&mut storage);
+    match req.parse(buf) {
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= limits.max_handshake_bytes {
+                Err(HandshakeError::HeadersTooLarge(limits.max_handshake_bytes))
+            } else {
+                Ok(Parsed::Partial)
+            }
+        }
+        Ok(httparse::Status::Complete(consumed)) => {
+            if consumed > limits.max_handshake_bytes {
+                return Err(HandshakeError::HeadersTooLarge(limits.max_handshake_bytes));
+            }
+            let target = req.path.unwrap_or("/");
+            let (path, query) = match target.split_once('?') {
+                Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+                None => (target.to_owned(), None),
+            };
+            let request = Request {
+                method: req.method.unwrap_or("").to_owned(),
+                path,
+                query,
+                version: req.version.unwrap_or(0),
+                headers: req
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_owned(), h.value.to_vec()))
+                    .collect(),
+            };
+            Ok(Parsed::Complete { request, consumed })
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            Err(HandshakeError::TooManyHeaders(limits.max_headers))
+        }
+        Err(e) => {
+            // A head that is too long is reported as such even if httparse trips over
+            // its truncated end first.
+            if buf.len() > limits.max_handshake_bytes {
+                Err(HandshakeError::HeadersTooLarge(limits.max_handshake_bytes))
+            } else {
+                Err(HandshakeError::Malformed(e.to_string()))
+            }
+        }
+    }
+}

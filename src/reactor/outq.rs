@@ -1,0 +1,216 @@
+//! A connection's queue of outbound bytes, flushed with vectored writes.
+//!
+//! Owns the frames waiting to be written and how far the first one got. Small frames are
+//! copied into one buffer with their header; large ones keep their payload as it came
+//! (an owned message or a shared broadcast buffer) and go out next to their header in
+//! one `writev`, so nothing large is copied on the way out.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
+
+use crate::ws::{FrameHeader, OpCode};
+
+/// Payloads up to this size are copied next to their header: one small buffer costs
+/// less than an extra iovec entry.
+const COPY_THRESHOLD: usize = 1024;
+
+/// Most buffers handed to one `writev` call (Linux allows 1024).
+const MAX_IOVECS: usize = 64;
+
+enum Chunk {
+    Header(FrameHeader),
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Header(h) => h.as_bytes(),
+            Chunk::Owned(v) => v,
+            Chunk::Shared(a) => a,
+        }
+    }
+}
+
+/// Outbound bytes for one connection.
+#[derive(Default)]
+pub(crate) struct OutQueue {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the first chunk already written.
+    head_written: usize,
+    /// Bytes queued and not yet written.
+    len: usize,
+}
+
+impl OutQueue {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Queues raw bytes (an HTTP response).
+    pub(crate) fn push_bytes(&mut self, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.len += bytes.len();
+        self.chunks.push_back(Chunk::Owned(bytes));
+    }
+
+    /// Queues a whole frame already encoded and shared with other connections.
+    pub(crate) fn push_shared(&mut self, frame: Arc<[u8]>) {
+        self.len += frame.len();
+        self.chunks.push_back(Chunk::Shared(frame));
+    }
+
+    /// Queues one unmasked frame with `payload`.
+    pub(crate) fn push_frame(&mut self, opcode: OpCode, payload: Vec<u8>) {
+        let header = FrameHeader::new(true, opcode, payload.len(), None);
+        self.len += header.as_bytes().len() + payload.len();
+        if payload.len() <= COPY_THRESHOLD {
+            let mut buf = Vec::with_capacity(header.as_bytes().len() + payload.len());
+            buf.extend_from_slice(header.as_bytes());
+            buf.extend_from_slice(&payload);
+            self.chunks.push_back(Chunk::Owned(buf));
+        } else {
+            self.chunks.push_back(Chunk::Header(header));
+            self.chunks.push_back(Chunk::Owned(payload));
+        }
+    }
+
+    /// Writes as much as the socket takes. `Ok(true)` when the queue is empty,
+    /// `Ok(false)` when the socket would block with bytes left.
+    pub(crate) fn flush(&mut self, w: &mut impl Write) -> io::Result<bool> {
+        while !self.chunks.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut n = 0;
+            for (i, c) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+                let b = c.bytes();
+                slices[n] = IoSlice::new(if i == 0 { &b[self.head_written..] } else { b });
+                n += 1;
+            }
+            match w.write_vectored(&slices[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => self.advance(written),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Give back the deque's memory once a burst is over, so idle connections hold
+        // no buffers.
+        if self.chunks.capacity() > 16 {
+            self.chunks = VecDeque::new();
+        }
+        Ok(true)
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        self.len -= written;
+        while written > 0 {
+            let Some(front) = self.chunks.front() else {
+                break;
+            };
+            let left = front.bytes().len() - self.head_written;
+            if written >= left {
+                written -= left;
+                self.head_written = 0;
+                self.chunks.pop_front();
+            } else {
+                self.head_written += written;
+                written = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `cap` bytes per call and counts calls.
+    struct Trickle {
+        out: Vec<u8>,
+        cap: usize,
+        calls: usize,
+        block_every: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.block_every > 0 && self.calls % self.block_every == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.cap - n);
+                self.out.extend_from_slice(&b[..take]);
+                n += take;
+                if n == self.cap {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn expected() -> (OutQueue, Vec<u8>) {
+        let mut q = OutQueue::default();
+        let mut want = Vec::new();
+        let big = vec![7u8; 5000];
+        q.push_frame(OpCode::Text, b"hello".to_vec());
+        want.extend(crate::ws::encode_frame(true, OpCode::Text, b"hello"));
+        q.push_frame(OpCode::Binary, big.clone());
+        want.extend(crate::ws::encode_frame(true, OpCode::Binary, &big));
+        let shared: Arc<[u8]> = crate::ws::encode_frame(true, OpCode::Text, b"all").into();
+        q.push_shared(shared.clone());
+        want.extend_from_slice(&shared);
+        (q, want)
+    }
+
+    #[test]
+    fn several_frames_leave_in_one_call() {
+        let (mut q, want) = expected();
+        let mut w = Trickle {
+            out: Vec::new(),
+            cap: usize::MAX,
+            calls: 0,
+            block_every: 0,
+        };
+        assert!(q.flush(&mut w).unwrap());
+        assert_eq!(w.calls, 1);
+        assert_eq!(w.out, want);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn partial_writes_resume_where_they_stopped() {
+        let (mut q, want) = expected();
+        let mut w = Trickle {
+            out: Vec::new(),
+            cap: 7,
+            calls: 0,
+            block_every: 3,
+        };
+        let mut rounds = 0;
+        while !q.flush(&mut w).unwrap() {
+            rounds += 1;
+        }
+        assert!(rounds > 1);
+        assert_eq!(w.out, want);
+        assert_eq!(q.len(), 0);
+    }
+}

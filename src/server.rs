@@ -1,0 +1,267 @@
+//! The embedding API: [`Server::builder`], routes, and the [`ServerHandle`] that stops a
+//! running server.
+//!
+//! Owns wiring: binding the listeners, starting one worker thread per configured worker
+//! and connecting their inboxes. It does not touch connections; that is the reactor's.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::config::{Config, ConfigError};
+use crate::handler::Handler;
+use crate::http::{HttpResponse, Request};
+use crate::reactor::{bind_listeners, Peer, Worker};
+
+/// A plain HTTP endpoint: gets the request head, returns the whole response.
+pub type HttpHandler = dyn Fn(&Request) -> HttpResponse + Send + Sync + 'static;
+
+/// Paths and what serves them. Shared read-only by every worker.
+pub(crate) struct Router {
+    ws: Vec<(String, Arc<dyn Handler>)>,
+    fallback: Option<usize>,
+    http: Vec<(String, Arc<HttpHandler>)>,
+}
+
+impl Router {
+    /// The WebSocket route index for `path`: an exact match, else the fallback.
+    pub(crate) fn ws_route(&self, path: &str) -> Option<usize> {
+        self.ws
+            .iter()
+            .position(|(p, _)| p == path)
+            .or(self.fallback)
+    }
+
+    pub(crate) fn handler(&self, route: usize) -> &dyn Handler {
+        &*self.ws[route].1
+    }
+
+    pub(crate) fn http_route(&self, path: &str) -> Option<&HttpHandler> {
+        self.http
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, h)| &**h)
+    }
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listen address could not be bound (in use, no permission, bad address).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The event loop could not be set up (out of file descriptors, usually).
+    #[error("cannot start worker: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Entry point of the embedding API.
+///
+/// ```no_run
+/// use switchboard::{Context, Handler, Message, Server};
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     fn on_message(&self, ctx: &mut Context<'_>, msg: Message) {
+///         ctx.send(msg);
+///     }
+/// }
+///
+/// let handle = Server::builder()
+///     .listen("127.0.0.1:9001".parse().unwrap())
+///     .route("/echo", Echo)
+///     .start()
+///     .expect("server starts");
+/// println!("listening on {}", handle.local_addr());
+/// handle.join();
+/// ```
+pub struct Server;
+
+impl Server {
+    /// A builder with the default [`Config`] and a `/healthz` HTTP route.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            config: Config::default(),
+            router: Router {
+                ws: Vec::new(),
+                fallback: None,
+                http: vec![(
+                    "/healthz".to_owned(),
+                    Arc::new(|_: &Request| HttpResponse::text(200, "ok\n")),
+                )],
+            },
+        }
+    }
+}
+
+/// Configures routes and limits, then starts the server.
+pub struct ServerBuilder {
+    config: Config,
+    router: Router,
+}
+
+impl ServerBuilder {
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the listen address (port 0 picks a free port; see [`ServerHandle::local_addr`]).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = addr;
+        self
+    }
+
+    /// Sets the number of worker threads (0: one per core).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.config.workers = n;
+        self
+    }
+
+    /// Serves WebSocket connections on `path` (exact match, query string ignored).
+    pub fn route(mut self, path: &str, handler: impl Handler) -> Self {
+        self.router.ws.push((path.to_owned(), Arc::new(handler)));
+        self
+    }
+
+    /// Serves WebSocket connections on every path no other route matches.
+    pub fn fallback(mut self, handler: impl Handler) -> Self {
+        self.router.fallback = Some(self.router.ws.len());
+        self.router.ws.push((String::new(), Arc::new(handler)));
+        self
+    }
+
+    /// Answers plain (non-upgrade) GETs on `path`; replaces a route of the same path, so
+    /// the built-in `/healthz` can be overridden.
+    pub fn http_route(
+        mut self,
+        path: &str,
+        handler: impl Fn(&Request) -> HttpResponse + Send + Sync + 'static,
+    ) -> Self {
+        self.router.http.retain(|(p, _)| p != path);
+        self.router.http.push((path.to_owned(), Arc::new(handler)));
+        self
+    }
+
+    /// Binds, starts the workers and returns at once.
+    pub fn start(self) -> Result<ServerHandle, ServerError> {
+        let config = self.config;
+        config.validate()?;
+        let count = config.worker_count();
+        let addr = config.listen;
+        let listeners = bind_listeners(addr, count, config.backlog)
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local_addr = listeners[0].local_addr()?;
+
+        let mut polls = Vec::with_capacity(count);
+        let mut peers = Vec::with_capacity(count);
+        let mut inboxes = Vec::with_capacity(count);
+        for _ in 0..count {
+            let poll = mio::Poll::new()?;
+            let (peer, inbox) = Peer::new(&poll)?;
+            polls.push(poll);
+            peers.push(peer);
+            inboxes.push(inbox);
+        }
+        let peers: Arc<[Peer]> = peers.into();
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let router = Arc::new(self.router);
+        let config = Arc::new(config);
+
+        let mut threads = Vec::with_capacity(count);
+        for (index, ((poll, inbox), listener)) in
+            polls.into_iter().zip(inboxes).zip(listeners).enumerate()
+        {
+            let worker = Worker::new(
+                index,
+                poll,
+                listener,
+                inbox,
+                peers.clone(),
+                shutdown.clone(),
+                router.clone(),
+                config.clone(),
+            )?;
+            let thread = std::thread::Builder::new()
+                .name(format!("switchboard-worker-{index}"))
+                .spawn(move || worker.run())?;
+            threads.push(thread);
+        }
+        tracing::info!(%local_addr, workers = count, "listening");
+        Ok(ServerHandle {
+            local_addr,
+            stopper: Stopper { shutdown, peers },
+            threads,
+        })
+    }
+
+    /// Starts the server and blocks until it stops.
+    pub fn run(self) -> Result<(), ServerError> {
+        self.start()?.join();
+        Ok(())
+    }
+}
+
+/// Asks a running server to shut down; cheap to clone and send to another thread (a
+/// signal handler, say).
+#[derive(Clone)]
+pub struct Stopper {
+    shutdown: Arc<AtomicBool>,
+    peers: Arc<[Peer]>,
+}
+
+impl Stopper {
+    /// Starts a graceful shutdown: listeners close, open connections get close 1001, and
+    /// workers exit when their connections are gone or `shutdown_timeout_ms` passes.
+    pub fn stop(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        for peer in self.peers.iter() {
+            peer.wake();
+        }
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    stopper: Stopper,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that can stop the server from any thread.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Waits until every worker has exited.
+    pub fn join(self) {
+        for t in self.threads {
+            if t.join().is_err() {
+                tracing::error!("a worker thread panicked");
+            }
+        }
+    }
+
+    /// Shuts down gracefully and waits for the workers.
+    pub fn stop(self) {
+        self.stopper.stop();
+        self.join();
+    }
+}

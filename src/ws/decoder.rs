@@ -1,0 +1,363 @@
+//! The incremental RFC 6455 frame decoder and message assembler (sans-IO).
+//!
+//! Owns the state between reads: a partial header, the position inside a payload, the
+//! fragments of an open message and its UTF-8 validator. It consumes every byte it is
+//! given (no re-parsing when more arrives) and hands back one [`Incoming`] at a time. It
+//! never writes: the caller decides how to answer pings and closes, so the order of those
+//! replies against queued data stays explicit in one place (the reactor).
+//!
+//! State transitions:
+//! - `Header`: collecting the 2–14 header bytes. Next: `Payload`, or a finished frame
+//!   when the payload is empty.
+//! - `Payload`: unmasking payload bytes into the message or control buffer. Next:
+//!   `Header` when the frame's last byte arrived.
+//! - `Failed`: a rule was broken; every later call returns the same error.
+
+use super::error::ProtocolError;
+use super::frame::{is_valid_close_code, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+
+/// Which side of the connection the decoder reads for; it decides whether frames must be
+/// masked (server reading a client) or must not be (client reading a server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Reads frames from clients: they must be masked.
+    Server,
+    /// Reads frames from a server: they must not be masked.
+    Client,
+}
+
+/// Limits the decoder enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct DecoderLimits {
+    /// Largest single frame payload, in bytes (larger → 1009).
+    pub max_frame_size: usize,
+    /// Largest message after reassembly, in bytes (larger → 1009).
+    pub max_message_size: usize,
+}
+
+impl Default for DecoderLimits {
+    fn default() -> Self {
+        DecoderLimits {
+            max_frame_size: 16 << 20,
+            max_message_size: 64 << 20,
+        }
+    }
+}
+
+/// What a peer sent, once complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A whole text message, validated as UTF-8.
+    Text(String),
+    /// A whole binary message.
+    Binary(Vec<u8>),
+    /// A ping; the caller owes a pong with the same payload.
+    Ping(Vec<u8>),
+    /// A pong.
+    Pong(Vec<u8>),
+    /// A close frame: its code and reason, or `None` for an empty payload.
+    Close(Option<(u16, String)>),
+}
+
+/// The most the decoder reserves up front for a message: a peer that declares a large
+/// frame and then sends nothing must not cost that much memory.
+const MAX_PREALLOC: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Header,
+    Payload,
+}
+
+/// Incremental decoder; see the module docs for its states.
+#[derive(Debug)]
+pub struct Decoder {
+    role: Role,
+    limits: DecoderLimits,
+    state: State,
+    failed: Option<ProtocolError>,
+    header: [u8; MAX_HEADER_LEN],
+    header_len: u8,
+    // The frame being read.
+    fin: bool,
+    opcode: OpCode,
+    mask: Option<[u8; 4]>,
+    remaining: u64,
+    payload_pos: usize,
+    // The message being assembled (a data opcode) and its fragments so far.
+    message: Option<OpCode>,
+    message_buf: Vec<u8>,
+    utf8: Utf8Validator,
+    control: Vec<u8>,
+}
+
+impl Decoder {
+    /// A decoder for `role` with `limits`.
+    pub fn new(role: Role, limits: DecoderLimits) -> Self {
+        Decoder {
+            role,
+            limits,
+            state: State::Header,
+            failed: None,
+            header: [0; MAX_HEADER_LEN],
+            header_len: 0,
+            fin: false,
+            opcode: OpCode::Continuation,
+            mask: None,
+            remaining: 0,
+            payload_pos: 0,
+            message: None,
+            message_buf: Vec::new(),
+            utf8: Utf8Validator::new(),
+            control: Vec::new(),
+        }
+    }
+
+    /// True when no partial frame or message is held, so the decoder owns no buffers
+    /// worth keeping.
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Header && self.header_len == 0 && self.message.is_none()
+    }
+
+    /// Consumes bytes from the front of `input` until one frame completes something the
+    /// caller must see, or `input` is empty (`Ok(None)`). Call again with the rest.
+    pub fn decode(&mut self, input: &mut &[u8]) -> Result<Option<Incoming>, ProtocolError> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        match self.decode_inner(input) {
+            Err(err) => {
+                self.failed = Some(err.clone());
+                Err(err)
+            }
+            ok => ok,
+        }
+    }
+
+    fn decode_inner(&mut self, input: &mut &[u8]) -> Result<Option<Incoming>, ProtocolError> {
+        loop {
+            match self.state {
+                State::Header => {
+                    if !self.read_header(input)? {
+                        return Ok(None);
+                    }
+                    if self.remaining == 0 {
+                        if let Some(done) = self.finish_frame()? {
+                            return Ok(Some(done));
+                        }
+                    } else {
+                        self.state = State::Payload;
+                    }
+                }
+                State::Payload => {
+                    if input.is_empty() {
+                        return Ok(None);
+                    }
+                    let n = (self.remaining.min(input.len() as u64)) as usize;
+                    let (chunk, rest) = input.split_at(n);
+                    *input = rest;
+                    self.take_payload(chunk)?;
+                    self.remaining -= n as u64;
+                    if self.remaining == 0 {
+                        self.state = State::Header;
+                        if let Some(done) = self.finish_frame()? {
+                            return Ok(Some(done));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Collects header bytes; true once the whole header is in and validated.
+    fn read_header(&mut self, input: &mut &[u8]) -> Result<bool, ProtocolError> {
+        loop {
+            let have = self.header_len as usize;
+            let need = self.header_needed();
+            if have == need {
+                break;
+            }
+            let Some((&b, rest)) = input.split_first() else {
+                return Ok(false);
+            };
+            *input = rest;
+            self.header[have] = b;
+            self.header_len += 1;
+            // Check the first two bytes as soon as each arrives, so a bad frame fails
+            // without waiting for bytes that may never come.
+            match have {
+                0 => self.check_first_byte()?,
+                1 => self.check_second_byte()?,
+                _ => {}
+            }
+        }
+        self.start_frame()?;
+        self.header_len = 0;
+        Ok(true)
+    }
+
+    fn header_needed(&self) -> usize {
+        if self.header_len < 2 {
+            return 2;
+        }
+        let b1 = self.header[1];
+        let ext = match b1 & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let mask = if b1 & 0x80 != 0 { 4 } else { 0 };
+        2 + ext + mask
+    }
+
+    fn check_first_byte(&mut self) -> Result<(), ProtocolError> {
+        let b0 = self.header[0];
+        if b0 & 0x70 != 0 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        let op = OpCode::from_u8(b0 & 0x0f).ok_or(ProtocolError::ReservedOpcode(b0 & 0x0f))?;
+        let fin = b0 & 0x80 != 0;
+        if op.is_control() && !fin {
+            return Err(ProtocolError::FragmentedControl);
+        }
+        match op {
+            OpCode::Continuation if self.message.is_none() => {
+                Err(ProtocolError::UnexpectedContinuation)
+            }
+            OpCode::Text | OpCode::Binary if self.message.is_some() => {
+                Err(ProtocolError::ExpectedContinuation)
+            }
+            _ => {
+                self.fin = fin;
+                self.opcode = op;
+                Ok(())
+            }
+        }
+    }
+
+    fn check_second_byte(&self) -> Result<(), ProtocolError> {
+        let b1 = self.header[1];
+        let masked = b1 & 0x80 != 0;
+        match (self.role, masked) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        let len7 = b1 & 0x7f;
+        if self.opcode.is_control() && len7 as usize > MAX_CONTROL_PAYLOAD {
+            return Err(ProtocolError::ControlTooLong(len7));
+        }
+        Ok(())
+    }
+
+    /// The header is complete: read the length and mask and open the frame.
+    fn start_frame(&mut self) -> Result<(), ProtocolError> {
+        let h = &self.header;
+        let (len, mask_at) = match h[1] & 0x7f {
+            126 => (u16::from_be_bytes([h[2], h[3]]) as u64, 4),
+            127 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&h[2..10]);
+                (u64::from_be_bytes(b), 10)
+            }
+            n => (n as u64, 2),
+        };
+        if len >> 63 != 0 {
+            return Err(ProtocolError::InvalidLength);
+        }
+        self.mask = if h[1] & 0x80 != 0 {
+            Some([h[mask_at], h[mask_at + 1], h[mask_at + 2], h[mask_at + 3]])
+        } else {
+            None
+        };
+        if self.opcode.is_control() {
+            self.control.clear();
+        } else {
+            if len > self.limits.max_frame_size as u64 {
+                return Err(ProtocolError::FrameTooBig {
+                    len,
+                    max: self.limits.max_frame_size,
+                });
+            }
+            if self.message_buf.len() as u64 + len > self.limits.max_message_size as u64 {
+                return Err(ProtocolError::MessageTooBig {
+                    max: self.limits.max_message_size,
+                });
+            }
+            if self.opcode != OpCode::Continuation {
+                self.message = Some(self.opcode);
+                self.utf8 = Utf8Validator::new();
+            }
+            self.message_buf.reserve((len as usize).min(MAX_PREALLOC));
+        }
+        self.remaining = len;
+        self.payload_pos = 0;
+        Ok(())
+    }
+
+    fn take_payload(&mut self, chunk: &[u8]) -> Result<(), ProtocolError> {
+        let dest = if self.opcode.is_control() {
+            &mut self.control
+        } else {
+            &mut self.message_buf
+        };
+        let start = dest.len();
+        dest.extend_from_slice(chunk);
+        let fresh = &mut dest[start..];
+        if let Some(key) = self.mask {
+            apply_mask(fresh, key, self.payload_pos);
+        }
+        self.payload_pos += chunk.len();
+        if !self.opcode.is_control() && self.message == Some(OpCode::Text) {
+            self.utf8
+                .feed(fresh)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(())
+    }
+
+    fn finish_frame(&mut self) -> Result<Option<Incoming>, ProtocolError> {
+        match self.opcode {
+            OpCode::Ping => Ok(Some(Incoming::Ping(std::mem::take(&mut self.control)))),
+            OpCode::Pong => Ok(Some(Incoming::Pong(std::mem::take(&mut self.control)))),
+            OpCode::Close => parse_close(&self.control).map(|c| Some(Incoming::Close(c))),
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                if !self.fin {
+                    return Ok(None);
+                }
+                let buf = std::mem::take(&mut self.message_buf);
+                match self.message.take() {
+                    Some(OpCode::Text) => {
+                        self.utf8
+                            .finish()
+                            .map_err(|_| ProtocolError::InvalidUtf8)?;
+                        String::from_utf8(buf)
+                            .map(|s| Some(Incoming::Text(s)))
+                            .map_err(|_| ProtocolError::InvalidUtf8)
+                    }
+                    _ => Ok(Some(Incoming::Binary(buf))),
+                }
+            }
+        }
+    }
+}
+
+/// Parses and checks a close payload: empty, or a valid code and a UTF-8 reason.
+pub fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, ProtocolError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(ProtocolError::CloseTooShort),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !is_valid_close_code(code) {
+                return Err(ProtocolError::InvalidCloseCode(code));
+            }
+            let reason = std::str::from_utf8(reason)
+                .map_err(|_| ProtocolError::InvalidCloseReason)?
+                .to_owned();
+            Ok(Some((code, reason)))
+        }
+    }
+}
