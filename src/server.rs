@@ -38,10 +38,7 @@ impl Router {
     }
 
     pub(crate) fn http_route(&self, path: &str) -> Option<&HttpHandler> {
-        self.http
-            .iter()
-            .find(|(p, _)| p == path)
-            .map(|(_, h)| &**h)
+        self.http.iter().find(|(p, _)| p == path).map(|(_, h)| &**h)
     }
 }
 

@@ -30,10 +30,7 @@ impl HttpResponse {
     pub fn text(status: u16, body: impl Into<String>) -> Self {
         HttpResponse {
             status,
-            headers: vec![(
-                "Content-Type".into(),
-                "text/plain; charset=utf-8".into(),
-            )],
+            headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
             body: body.into().into_bytes(),
         }
     }

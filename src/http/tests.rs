@@ -114,8 +114,11 @@ fn too_many_headers_is_431() {
 
 #[test]
 fn garbage_is_400() {
-    let e = parse_request(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", &HttpLimits::default())
-        .unwrap_err();
+    let e = parse_request(
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        &HttpLimits::default(),
+    )
+    .unwrap_err();
     assert_eq!(e.status(), 400);
 }
 
@@ -147,7 +150,10 @@ fn missing_upgrade_headers_are_400() {
         rejection(&GOOD.replace("keep-alive, Upgrade", "keep-alive")),
         HandshakeError::NotUpgrade
     );
-    assert_eq!(rejection(&GOOD.replace("Host: example.com\r\n", "")).status(), 400);
+    assert_eq!(
+        rejection(&GOOD.replace("Host: example.com\r\n", "")).status(),
+        400
+    );
 }
 
 #[test]

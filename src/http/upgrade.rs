@@ -57,7 +57,9 @@ pub fn validate_upgrade(req: &Request, policy: &UpgradePolicy) -> Result<Upgrade
     if req.header("Sec-WebSocket-Version") != Some("13") {
         return Err(HandshakeError::UnsupportedVersion);
     }
-    let key = req.header("Sec-WebSocket-Key").ok_or(HandshakeError::BadKey)?;
+    let key = req
+        .header("Sec-WebSocket-Key")
+        .ok_or(HandshakeError::BadKey)?;
     match base64::engine::general_purpose::STANDARD.decode(key) {
         Ok(raw) if raw.len() == 16 => {}
         _ => return Err(HandshakeError::BadKey),

@@ -35,8 +35,7 @@ use crate::http::{
 };
 use crate::server::Router;
 use crate::ws::{
-    close_code, encode_frame, is_valid_close_code, Decoder, DecoderLimits, Incoming, OpCode,
-    Role,
+    close_code, encode_frame, is_valid_close_code, Decoder, DecoderLimits, Incoming, OpCode, Role,
 };
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -188,8 +187,10 @@ impl Worker {
             let now = Instant::now();
             let timeout = [
                 self.timers.next_timeout(now),
-                self.shutdown_deadline.map(|d| d.saturating_duration_since(now)),
-                self.accept_retry_at.map(|d| d.saturating_duration_since(now)),
+                self.shutdown_deadline
+                    .map(|d| d.saturating_duration_since(now)),
+                self.accept_retry_at
+                    .map(|d| d.saturating_duration_since(now)),
             ]
             .into_iter()
             .flatten()
@@ -301,10 +302,7 @@ impl Worker {
 
     fn read(&mut self, slot: usize) {
         let mut buf = std::mem::take(&mut self.read_buf);
-        loop {
-            let Some(conn) = self.conns.get_mut(slot) else {
-                break;
-            };
+        while let Some(conn) = self.conns.get_mut(slot) {
             if conn.read_paused {
                 break;
             }
@@ -398,7 +396,12 @@ impl Worker {
     }
 
     fn reject(&mut self, slot: usize, err: HandshakeError) {
-        tracing::debug!(worker = self.index, slot, status = err.status(), "handshake rejected: {err}");
+        tracing::debug!(
+            worker = self.index,
+            slot,
+            status = err.status(),
+            "handshake rejected: {err}"
+        );
         self.respond_and_close(slot, err.response().to_bytes());
     }
 
@@ -507,7 +510,10 @@ impl Worker {
                     let code = if is_valid_close_code(code) {
                         code
                     } else {
-                        tracing::warn!(code, "handler asked to close with an invalid code; using 1000");
+                        tracing::warn!(
+                            code,
+                            "handler asked to close with an invalid code; using 1000"
+                        );
                         close_code::NORMAL
                     };
                     self.start_close(slot, close_payload(code, &reason), code, &reason);
@@ -629,7 +635,11 @@ impl Worker {
     }
 
     fn begin_shutdown(&mut self, now: Instant) {
-        tracing::info!(worker = self.index, open = self.conns.len(), "shutting down");
+        tracing::info!(
+            worker = self.index,
+            open = self.conns.len(),
+            "shutting down"
+        );
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
@@ -669,5 +679,4 @@ mod tests {
         assert_eq!((k >> 32) as usize, 123_456);
         assert_eq!(k as u32, 0xdead_beef);
     }
-
 }

@@ -330,9 +330,7 @@ impl Decoder {
                 let buf = std::mem::take(&mut self.message_buf);
                 match self.message.take() {
                     Some(OpCode::Text) => {
-                        self.utf8
-                            .finish()
-                            .map_err(|_| ProtocolError::InvalidUtf8)?;
+                        self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                         String::from_utf8(buf)
                             .map(|s| Some(Incoming::Text(s)))
                             .map_err(|_| ProtocolError::InvalidUtf8)

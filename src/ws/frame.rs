@@ -142,7 +142,10 @@ mod tests {
 
     #[test]
     fn header_lengths() {
-        assert_eq!(FrameHeader::new(true, OpCode::Text, 125, None).as_bytes(), &[0x81, 125]);
+        assert_eq!(
+            FrameHeader::new(true, OpCode::Text, 125, None).as_bytes(),
+            &[0x81, 125]
+        );
         assert_eq!(
             FrameHeader::new(true, OpCode::Binary, 126, None).as_bytes(),
             &[0x82, 126, 0, 126]
@@ -162,7 +165,9 @@ mod tests {
         for ok in [1000, 1001, 1002, 1003, 1007, 1011, 3000, 3999, 4000, 4999] {
             assert!(is_valid_close_code(ok), "{ok}");
         }
-        for bad in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+        for bad in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
             assert!(!is_valid_close_code(bad), "{bad}");
         }
     }

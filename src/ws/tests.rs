@@ -133,7 +133,10 @@ fn reserved_bits_are_1002() {
 #[test]
 fn reserved_opcodes_are_1002() {
     for op in [3u8, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf] {
-        assert_eq!(first_error(&raw(0x80 | op, b"")), ProtocolError::ReservedOpcode(op));
+        assert_eq!(
+            first_error(&raw(0x80 | op, b"")),
+            ProtocolError::ReservedOpcode(op)
+        );
     }
 }
 
@@ -169,7 +172,11 @@ fn invalid_utf8_fails_mid_fragment() {
     // The second fragment of an unfinished message carries an invalid sequence: the error
     // comes before the message would end.
     let mut s = frame(false, OpCode::Text, b"ok");
-    s.extend(frame(false, OpCode::Continuation, &[0xf4, 0x90, 0x80, 0x80]));
+    s.extend(frame(
+        false,
+        OpCode::Continuation,
+        &[0xf4, 0x90, 0x80, 0x80],
+    ));
     let (out, err) = decode_all(&s);
     assert!(out.is_empty());
     assert_eq!(err, Some(ProtocolError::InvalidUtf8));
@@ -260,5 +267,8 @@ fn client_role_rejects_masked_frames() {
     assert_eq!(dec.decode(&mut &f[..]), Err(ProtocolError::MaskedFrame));
     let mut dec = Decoder::new(Role::Client, DecoderLimits::default());
     let f = encode_frame(true, OpCode::Text, b"x");
-    assert_eq!(dec.decode(&mut &f[..]), Ok(Some(Incoming::Text("x".into()))));
+    assert_eq!(
+        dec.decode(&mut &f[..]),
+        Ok(Some(Incoming::Text("x".into())))
+    );
 }

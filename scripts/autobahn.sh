@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs the Autobahn TestSuite (PyPI runner `kosoku`) against `switchboard echo` and fails
+# on any FAILED or NON-STRICT case (see scripts/autobahn_check.py).
+#
+# Usage: scripts/autobahn.sh [PORT]   (env: KOSOKU=path/to/kosoku, SWITCHBOARD=binary)
+# Report: reports/autobahn/index.html
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+port="${1:-19001}"
+kosoku="${KOSOKU:-kosoku}"
+bin="${SWITCHBOARD:-target/release/switchboard}"
+out=reports/autobahn
+
+if [ -z "${SWITCHBOARD:-}" ]; then
+  cargo build --release --bin switchboard
+fi
+
+rm -rf "$out"
+RUST_LOG=warn "$bin" echo --listen "127.0.0.1:$port" &
+server=$!
+trap 'kill "$server" 2>/dev/null || true' EXIT
+
+for _ in $(seq 1 100); do
+  if python3 -c "import socket,sys; s=socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null; then
+    break
+  fi
+  sleep 0.1
+done
+
+# kosoku exits 1 for UNIMPLEMENTED cases too; the checker below is the gate.
+"$kosoku" -p 4 -o "$out" "127.0.0.1:$port" > reports-autobahn.log 2>&1 || true
+tail -n 3 reports-autobahn.log || true
+rm -f reports-autobahn.log
+
+python3 scripts/autobahn_check.py "$out/index.json"
+
+# The server must still be alive after the whole suite, then stop cleanly on SIGTERM.
+kill -0 "$server"
+kill -TERM "$server"
+wait "$server"
+trap - EXIT
+echo "autobahn: server exited cleanly after SIGTERM"
