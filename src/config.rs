@@ -36,9 +36,28 @@ pub struct Config {
     /// Largest message after reassembly. Default 64 MiB; larger → close 1009.
     pub max_message_size: usize,
     /// When more than this many bytes wait to be written to a connection, the server stops
-    /// reading from it until they drain, so a client that sends without reading cannot
-    /// grow the server's memory. Default 1 MiB.
+    /// reading from it until half have drained, so a client that sends without reading
+    /// cannot grow the server's memory. Default 256 KiB.
     pub write_high_water: usize,
+    /// Most bytes queued for one connection before a new message meets the
+    /// `slow_consumer` policy. A message is always queued while the queue is under the
+    /// limit, so one connection holds at most this plus one message. Default 1 MiB.
+    pub max_queued_bytes: usize,
+    /// What happens to a message for a connection whose queue is full: `close` (the
+    /// default) drops what is queued and closes with 1008; `drop` discards the message
+    /// and counts it.
+    pub slow_consumer: SlowConsumerPolicy,
+    /// Send a ping after this long without hearing from a client. Default 30 s; 0 turns
+    /// pings off.
+    pub heartbeat_interval_ms: u64,
+    /// Close (1001) a connection that has sent nothing, pongs included, for this long.
+    /// Default 75 s (two missed heartbeats and a margin); 0 turns it off.
+    pub idle_timeout_ms: u64,
+    /// Most connections the server holds; handshakes beyond it get 503. Default 100,000.
+    pub max_connections: usize,
+    /// Most connections from one client IP; handshakes beyond it get 503. Default 0
+    /// (no limit).
+    pub max_connections_per_ip: usize,
     /// After a close frame is sent (or an HTTP error answered), how long to wait for the
     /// peer to close TCP before dropping it. Default 5 s.
     pub close_timeout_ms: u64,
@@ -66,7 +85,13 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             max_frame_size: dec.max_frame_size,
             max_message_size: dec.max_message_size,
-            write_high_water: 1 << 20,
+            write_high_water: 256 * 1024,
+            max_queued_bytes: 1 << 20,
+            slow_consumer: SlowConsumerPolicy::Close,
+            heartbeat_interval_ms: 30_000,
+            idle_timeout_ms: 75_000,
+            max_connections: 100_000,
+            max_connections_per_ip: 0,
             close_timeout_ms: 5_000,
             shutdown_timeout_ms: 5_000,
             allowed_origins: Vec::new(),
@@ -74,6 +99,16 @@ impl Default for Config {
             read_buffer_size: 64 * 1024,
         }
     }
+}
+
+/// What to do with a message for a connection whose outbound queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowConsumerPolicy {
+    /// Drop what is queued and close the connection with 1008 "slow consumer".
+    Close,
+    /// Discard the new message and count it in `switchboard_dropped_messages_total`.
+    Drop,
 }
 
 /// A configuration file that could not be used.
@@ -130,6 +165,9 @@ impl Config {
         if self.max_frame_size == 0 || self.max_message_size == 0 {
             return bad("max_frame_size and max_message_size must be positive");
         }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1");
+        }
         if self.read_buffer_size < 1024 {
             return bad("read_buffer_size must be at least 1024");
         }
@@ -171,6 +209,14 @@ impl Config {
 
     pub(crate) fn close_timeout(&self) -> Duration {
         Duration::from_millis(self.close_timeout_ms)
+    }
+
+    pub(crate) fn heartbeat_interval(&self) -> Option<Duration> {
+        (self.heartbeat_interval_ms > 0).then(|| Duration::from_millis(self.heartbeat_interval_ms))
+    }
+
+    pub(crate) fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout_ms > 0).then(|| Duration::from_millis(self.idle_timeout_ms))
     }
 
     pub(crate) fn shutdown_timeout(&self) -> Duration {

@@ -25,10 +25,12 @@ impl Handler for Broadcast {
     }
 }
 
-/// The echo server: `/broadcast` broadcasts, `/healthz` answers 200, any other path echoes.
+/// The echo server: `/broadcast` broadcasts, `/healthz` answers 200, `/metrics` serves
+/// Prometheus counters, any other path echoes.
 pub fn echo_server(config: Config) -> ServerBuilder {
     Server::builder()
         .config(config)
+        .metrics_route("/metrics")
         .route("/broadcast", Broadcast)
         .fallback(Echo)
 }

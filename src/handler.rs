@@ -1,13 +1,17 @@
 //! What an application plugs into the server: the [`Handler`] trait, the [`Message`]
-//! type and the per-event [`Context`].
+//! type, per-connection [`Attributes`] and the per-event [`Context`].
 //!
 //! Owns the application-facing vocabulary only. A context does not touch sockets: it
 //! records what the handler asked for and the worker carries it out after the handler
 //! returns, so a handler can never re-enter the reactor.
 
+use std::any::{Any, TypeId};
 use std::fmt;
 
-use crate::reactor::ConnId;
+use crate::http::{HttpResponse, Request};
+use crate::hub::Hub;
+use crate::id::ConnId;
+use crate::ws::ProtocolError;
 
 /// A complete WebSocket data message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,18 +32,118 @@ impl Message {
     }
 }
 
+impl From<String> for Message {
+    fn from(s: String) -> Self {
+        Message::Text(s)
+    }
+}
+
+impl From<&str> for Message {
+    fn from(s: &str) -> Self {
+        Message::Text(s.to_owned())
+    }
+}
+
+impl From<Vec<u8>> for Message {
+    fn from(b: Vec<u8>) -> Self {
+        Message::Binary(b)
+    }
+}
+
+/// Why a connection is ending abnormally; given to [`Handler::on_error`] just before
+/// [`Handler::on_close`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnError {
+    /// The peer broke RFC 6455; the server closed with the error's close code.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The socket failed or the peer went away without a close frame.
+    #[error("connection lost: {0}")]
+    Io(String),
+    /// The outbound queue passed `max_queued_bytes` (policy `close`): closed with 1008.
+    #[error("slow consumer: more than {0} bytes queued")]
+    SlowConsumer(usize),
+    /// Nothing arrived within `idle_timeout_ms`, pings included: closed with 1001.
+    #[error("idle for {0} ms")]
+    IdleTimeout(u64),
+}
+
+/// Typed per-connection values, one per type: what Spring keeps in
+/// `session.getAttributes()`. Set them in `on_open` (a user id from the token, say) and
+/// read them in later events.
+#[derive(Default)]
+pub struct Attributes {
+    // A few entries at most in practice: a vector beats a hash map and costs nothing
+    // while empty.
+    entries: Vec<(TypeId, Box<dyn Any + Send>)>,
+}
+
+impl fmt::Debug for Attributes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attributes")
+            .field("len", &self.entries.len())
+            .finish()
+    }
+}
+
+impl Attributes {
+    /// Stores `value`, returning the previous value of the same type.
+    pub fn insert<T: Any + Send>(&mut self, value: T) -> Option<T> {
+        let id = TypeId::of::<T>();
+        let old = self.remove::<T>();
+        self.entries.push((id, Box::new(value)));
+        old
+    }
+
+    /// The value of type `T`, if set.
+    pub fn get<T: Any + Send>(&self) -> Option<&T> {
+        let id = TypeId::of::<T>();
+        self.entries
+            .iter()
+            .find(|(t, _)| *t == id)
+            .and_then(|(_, v)| v.downcast_ref())
+    }
+
+    /// The value of type `T`, mutably.
+    pub fn get_mut<T: Any + Send>(&mut self) -> Option<&mut T> {
+        let id = TypeId::of::<T>();
+        self.entries
+            .iter_mut()
+            .find(|(t, _)| *t == id)
+            .and_then(|(_, v)| v.downcast_mut())
+    }
+
+    /// Removes and returns the value of type `T`.
+    pub fn remove<T: Any + Send>(&mut self) -> Option<T> {
+        let id = TypeId::of::<T>();
+        let pos = self.entries.iter().position(|(t, _)| *t == id)?;
+        let (_, v) = self.entries.swap_remove(pos);
+        v.downcast().ok().map(|b| *b)
+    }
+}
+
 /// Application code for one WebSocket route. One instance serves every connection on the
 /// route, on every worker, so it is `Send + Sync`; each call runs on the worker thread
-/// that owns the connection and should not block.
+/// that owns the connection and must not block.
 pub trait Handler: Send + Sync + 'static {
-    /// The connection is open (the 101 response is queued).
-    fn on_open(&self, _ctx: &mut Context<'_>) {}
+    /// A valid upgrade request arrived for this route. Return `Err(response)` to refuse
+    /// it with that HTTP response (401 for a bad token, say); `Ok(())` accepts, and what
+    /// the context was asked to send goes out right after the 101.
+    fn on_open(&self, _ctx: &mut Context<'_>, _req: &Request) -> Result<(), HttpResponse> {
+        Ok(())
+    }
 
     /// A whole message arrived.
     fn on_message(&self, ctx: &mut Context<'_>, msg: Message);
 
-    /// The connection left the open state: `code` is the peer's close code, the server's
-    /// own when it closed first, or 1006 when TCP went away without a close frame.
+    /// The connection is ending for `err`; `on_close` follows.
+    fn on_error(&self, _ctx: &mut Context<'_>, _err: &ConnError) {}
+
+    /// The connection left the open state: `code` is the peer's close code (1005 if its
+    /// close frame had none), the server's own when it closed first, or 1006 when TCP
+    /// went away without a close frame. Sends are ignored from here on; broadcasts and
+    /// group sends to others still go out.
     fn on_close(&self, _ctx: &mut Context<'_>, _code: u16, _reason: &str) {}
 }
 
@@ -49,6 +153,8 @@ pub(crate) enum Action {
     Send(Message),
     Close(u16, String),
     Broadcast(Message),
+    Join(String),
+    Leave(String),
 }
 
 /// The connection a handler is called for, and what it can ask of the server.
@@ -56,7 +162,9 @@ pub struct Context<'a> {
     pub(crate) id: ConnId,
     pub(crate) path: &'a str,
     pub(crate) protocol: Option<&'a str>,
+    pub(crate) attributes: &'a mut Attributes,
     pub(crate) actions: &'a mut Vec<Action>,
+    pub(crate) hub: &'a Hub,
 }
 
 impl fmt::Debug for Context<'_> {
@@ -84,6 +192,21 @@ impl Context<'_> {
         self.protocol
     }
 
+    /// This connection's attributes.
+    pub fn attributes(&self) -> &Attributes {
+        self.attributes
+    }
+
+    /// This connection's attributes, to set or change.
+    pub fn attributes_mut(&mut self) -> &mut Attributes {
+        self.attributes
+    }
+
+    /// The hub, to reach other connections and groups.
+    pub fn hub(&self) -> &Hub {
+        self.hub
+    }
+
     /// Sends a message to this connection.
     pub fn send(&mut self, msg: Message) {
         self.actions.push(Action::Send(msg));
@@ -94,7 +217,8 @@ impl Context<'_> {
         self.send(Message::Text(text.into()));
     }
 
-    /// Starts the close handshake with `code` and `reason` (at most 123 bytes are sent).
+    /// Starts the close handshake with `code` and `reason` (at most 123 bytes are sent;
+    /// a code that may not be sent on the wire becomes 1000).
     pub fn close(&mut self, code: u16, reason: &str) {
         self.actions.push(Action::Close(code, reason.to_owned()));
     }
@@ -103,5 +227,15 @@ impl Context<'_> {
     /// including this one. The frame is encoded once and shared.
     pub fn broadcast(&mut self, msg: Message) {
         self.actions.push(Action::Broadcast(msg));
+    }
+
+    /// Adds this connection to a named group (see [`Hub::send_to_group`]).
+    pub fn join(&mut self, group: &str) {
+        self.actions.push(Action::Join(group.to_owned()));
+    }
+
+    /// Removes this connection from a group.
+    pub fn leave(&mut self, group: &str) {
+        self.actions.push(Action::Leave(group.to_owned()));
     }
 }

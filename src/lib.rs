@@ -4,7 +4,8 @@
 //! - [`http`] and [`ws`]: sans-IO protocol cores (upgrade parsing, RFC 6455 framing).
 //! - `reactor`: worker threads, each with its own `mio::Poll`, connection slab, timers
 //!   and inbox; it feeds the protocol cores bytes and calls handlers.
-//! - [`Server`], [`Handler`], [`Context`]: the embedding API.
+//! - [`Server`], [`Handler`], [`Context`], [`Hub`]: the embedding API; the hub reaches
+//!   connections from any thread through the workers' inboxes.
 //! - [`echo`]: the bare-engine application behind `switchboard echo`.
 //!
 //! See `README.md` for running the server and the tests.
@@ -14,11 +15,18 @@ pub mod config;
 pub mod echo;
 mod handler;
 pub mod http;
+mod hub;
+mod id;
+pub mod metrics;
 mod reactor;
+mod router;
 mod server;
 pub mod ws;
 
-pub use config::{Config, ConfigError};
-pub use handler::{Context, Handler, Message};
-pub use reactor::ConnId;
-pub use server::{HttpHandler, Server, ServerBuilder, ServerError, ServerHandle, Stopper};
+pub use config::{Config, ConfigError, SlowConsumerPolicy};
+pub use handler::{Attributes, ConnError, Context, Handler, Message};
+pub use hub::Hub;
+pub use id::ConnId;
+pub use metrics::MetricsSnapshot;
+pub use router::HttpHandler;
+pub use server::{Server, ServerBuilder, ServerError, ServerHandle, Stopper};

@@ -1,8 +1,9 @@
-//! The embedding API: [`Server::builder`], routes, and the [`ServerHandle`] that stops a
-//! running server.
+//! The embedding API's entry: [`Server::builder`], routes, and the [`ServerHandle`] that
+//! reaches (through its [`Hub`]) and stops a running server.
 //!
 //! Owns wiring: binding the listeners, starting one worker thread per configured worker
-//! and connecting their inboxes. It does not touch connections; that is the reactor's.
+//! and connecting their inboxes into a hub. It does not touch connections; that is the
+//! reactor's.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,35 +13,10 @@ use std::thread::JoinHandle;
 use crate::config::{Config, ConfigError};
 use crate::handler::Handler;
 use crate::http::{HttpResponse, Request};
-use crate::reactor::{bind_listeners, Peer, Worker};
-
-/// A plain HTTP endpoint: gets the request head, returns the whole response.
-pub type HttpHandler = dyn Fn(&Request) -> HttpResponse + Send + Sync + 'static;
-
-/// Paths and what serves them. Shared read-only by every worker.
-pub(crate) struct Router {
-    ws: Vec<(String, Arc<dyn Handler>)>,
-    fallback: Option<usize>,
-    http: Vec<(String, Arc<HttpHandler>)>,
-}
-
-impl Router {
-    /// The WebSocket route index for `path`: an exact match, else the fallback.
-    pub(crate) fn ws_route(&self, path: &str) -> Option<usize> {
-        self.ws
-            .iter()
-            .position(|(p, _)| p == path)
-            .or(self.fallback)
-    }
-
-    pub(crate) fn handler(&self, route: usize) -> &dyn Handler {
-        &*self.ws[route].1
-    }
-
-    pub(crate) fn http_route(&self, path: &str) -> Option<&HttpHandler> {
-        self.http.iter().find(|(p, _)| p == path).map(|(_, h)| &**h)
-    }
-}
+use crate::hub::{Hub, HubInner, Peer};
+use crate::metrics::WorkerMetrics;
+use crate::reactor::{bind_listeners, Admission, Worker};
+use crate::router::Router;
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +70,7 @@ impl Server {
                 fallback: None,
                 http: vec![(
                     "/healthz".to_owned(),
-                    Arc::new(|_: &Request| HttpResponse::text(200, "ok\n")),
+                    Arc::new(|_: &Request, _: &Hub| HttpResponse::text(200, "ok\n")),
                 )],
             },
         }
@@ -140,15 +116,24 @@ impl ServerBuilder {
     }
 
     /// Answers plain (non-upgrade) GETs on `path`; replaces a route of the same path, so
-    /// the built-in `/healthz` can be overridden.
+    /// the built-in `/healthz` can be overridden. The handler also gets the [`Hub`], to
+    /// push to connections or read [`Hub::metrics`].
     pub fn http_route(
         mut self,
         path: &str,
-        handler: impl Fn(&Request) -> HttpResponse + Send + Sync + 'static,
+        handler: impl Fn(&Request, &Hub) -> HttpResponse + Send + Sync + 'static,
     ) -> Self {
         self.router.http.retain(|(p, _)| p != path);
         self.router.http.push((path.to_owned(), Arc::new(handler)));
         self
+    }
+
+    /// Serves the counters of every worker at `path` in the Prometheus text format.
+    pub fn metrics_route(self, path: &str) -> Self {
+        self.http_route(path, |_, hub| {
+            HttpResponse::text(200, hub.metrics().to_prometheus())
+                .header("X-Content-Type-Options", "nosniff")
+        })
     }
 
     /// Binds, starts the workers and returns at once.
@@ -171,9 +156,21 @@ impl ServerBuilder {
             peers.push(peer);
             inboxes.push(inbox);
         }
-        let peers: Arc<[Peer]> = peers.into();
-        let shutdown = Arc::new(AtomicBool::new(false));
         let router = Arc::new(self.router);
+        let hub = Hub {
+            inner: Arc::new(HubInner {
+                peers: peers.into(),
+                router: router.clone(),
+                metrics: (0..count)
+                    .map(|_| Arc::new(WorkerMetrics::default()))
+                    .collect(),
+            }),
+        };
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let admission = Arc::new(Admission::new(
+            config.max_connections,
+            config.max_connections_per_ip,
+        ));
         let config = Arc::new(config);
 
         let mut threads = Vec::with_capacity(count);
@@ -185,8 +182,9 @@ impl ServerBuilder {
                 poll,
                 listener,
                 inbox,
-                peers.clone(),
+                hub.clone(),
                 shutdown.clone(),
+                admission.clone(),
                 router.clone(),
                 config.clone(),
             )?;
@@ -198,7 +196,11 @@ impl ServerBuilder {
         tracing::info!(%local_addr, workers = count, "listening");
         Ok(ServerHandle {
             local_addr,
-            stopper: Stopper { shutdown, peers },
+            stopper: Stopper {
+                shutdown,
+                hub: hub.clone(),
+            },
+            hub,
             threads,
         })
     }
@@ -215,7 +217,7 @@ impl ServerBuilder {
 #[derive(Clone)]
 pub struct Stopper {
     shutdown: Arc<AtomicBool>,
-    peers: Arc<[Peer]>,
+    hub: Hub,
 }
 
 impl Stopper {
@@ -223,9 +225,7 @@ impl Stopper {
     /// workers exit when their connections are gone or `shutdown_timeout_ms` passes.
     pub fn stop(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
-        for peer in self.peers.iter() {
-            peer.wake();
-        }
+        self.hub.wake_all();
     }
 }
 
@@ -233,6 +233,7 @@ impl Stopper {
 pub struct ServerHandle {
     local_addr: SocketAddr,
     stopper: Stopper,
+    hub: Hub,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -240,6 +241,11 @@ impl ServerHandle {
     /// The address the server listens on (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The hub, to send to connections from any thread.
+    pub fn hub(&self) -> Hub {
+        self.hub.clone()
     }
 
     /// A handle that can stop the server from any thread.

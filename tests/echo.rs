@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::*;
 use std::collections::HashSet;
 
+use switchboard::http::{HttpResponse, Request};
 use switchboard::{Config, Context, Handler, Server};
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::frame::Frame;
@@ -151,9 +152,10 @@ fn oversized_message_is_closed_with_1009() {
 /// Tells each client which worker owns it, then broadcasts what it receives.
 struct WorkerTellingBroadcast;
 impl Handler for WorkerTellingBroadcast {
-    fn on_open(&self, ctx: &mut Context<'_>) {
+    fn on_open(&self, ctx: &mut Context<'_>, _req: &Request) -> Result<(), HttpResponse> {
         let worker = ctx.id().worker().to_string();
         ctx.send_text(worker);
+        Ok(())
     }
     fn on_message(&self, ctx: &mut Context<'_>, msg: switchboard::Message) {
         ctx.broadcast(msg);

@@ -40,9 +40,10 @@ pub enum HandshakeError {
     /// `Origin` is not in the configured allow-list. 403.
     #[error("origin {0} is not allowed")]
     OriginNotAllowed(String),
-    /// The server is at `max_connections` or shutting down. 503.
-    #[error("server is not accepting connections")]
-    Unavailable,
+    /// The server is at `max_connections` (or the client at `max_connections_per_ip`),
+    /// or shutting down. 503.
+    #[error("server is not accepting connections: {0}")]
+    Unavailable(&'static str),
 }
 
 impl HandshakeError {
@@ -53,7 +54,7 @@ impl HandshakeError {
             HandshakeError::UnsupportedVersion => 426,
             HandshakeError::NotFound(_) => 404,
             HandshakeError::OriginNotAllowed(_) => 403,
-            HandshakeError::Unavailable => 503,
+            HandshakeError::Unavailable(_) => 503,
             _ => 400,
         }
     }

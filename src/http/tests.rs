@@ -187,3 +187,34 @@ fn no_common_protocol_means_none() {
     let req = request(&GOOD.replace("chat, superchat", "mqtt"));
     assert_eq!(validate_upgrade(&req, &policy()).unwrap().protocol, None);
 }
+
+/// Regressions the fuzzer found: the answer changed with where the read boundary fell
+/// when more than `max_handshake_bytes` arrived in one read.
+#[test]
+fn answer_does_not_depend_on_read_boundaries_past_the_limit() {
+    let limits = HttpLimits {
+        max_handshake_bytes: 256,
+        max_headers: 8,
+    };
+    let split = |input: &[u8], at: usize| {
+        let first = parse_request(&input[..at], &limits);
+        if !matches!(first, Ok(Parsed::Partial)) {
+            return first;
+        }
+        parse_request(input, &limits)
+    };
+    let mut bad_token = vec![0x01];
+    bad_token.extend(std::iter::repeat_n(b'A', 300));
+    assert_eq!(split(&bad_token, 1), parse_request(&bad_token, &limits));
+    assert_eq!(split(&bad_token, 1).unwrap_err().status(), 400);
+
+    let mut many = String::from("GET / HTTP/1.1\r\n");
+    for _ in 0..8 {
+        many.push_str(&format!("H: {}\r\n", "a".repeat(27)));
+    }
+    many.push_str("I: b\r\n\r\n");
+    assert_eq!(
+        split(many.as_bytes(), 260),
+        parse_request(many.as_bytes(), &limits)
+    );
+}

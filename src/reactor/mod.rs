@@ -1,21 +1,21 @@
 //! The event loop: sockets, readiness, timers and per-worker connection tables.
 //!
 //! Owns every socket. Each worker thread has its own `mio::Poll`, listener, `Slab` of
-//! connections, read buffer and timer wheel; other threads reach a worker only through
-//! its inbox (a crossbeam channel plus a `mio::Waker`). Protocol decisions are delegated
-//! to the sans-IO `http` and `ws` modules; application behavior to the route's handler.
+//! connections, read buffer, timer wheel and group table; other threads reach a worker
+//! only through its inbox (see `hub`). Protocol decisions are delegated to the sans-IO
+//! `http` and `ws` modules; application behavior to the route's handler.
 //!
 //! Accepting: each worker has its own `SO_REUSEPORT` listener on the same address, so the
 //! kernel spreads new connections across workers and no accept thread or hand-off channel
 //! sits on the connection path. An acceptor thread would add a cross-thread hop and a
 //! wake-up per connection; with reuseport, a handshake touches one thread only.
 
-mod id;
+mod admission;
 mod listener;
 mod outq;
 mod timer;
 mod worker;
 
-pub use id::ConnId;
+pub(crate) use admission::Admission;
 pub(crate) use listener::bind_listeners;
-pub(crate) use worker::{Peer, Worker};
+pub(crate) use worker::Worker;

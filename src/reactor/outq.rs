@@ -19,8 +19,13 @@ const COPY_THRESHOLD: usize = 1024;
 const MAX_IOVECS: usize = 64;
 
 enum Chunk {
+    /// The header of a frame whose payload is the next chunk.
     Header(FrameHeader),
+    /// The payload that follows a `Header`.
+    Payload(Vec<u8>),
+    /// A whole frame (or HTTP response) in one buffer.
     Owned(Vec<u8>),
+    /// A whole frame shared with other connections.
     Shared(Arc<[u8]>),
 }
 
@@ -28,9 +33,13 @@ impl Chunk {
     fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Header(h) => h.as_bytes(),
-            Chunk::Owned(v) => v,
+            Chunk::Payload(v) | Chunk::Owned(v) => v,
             Chunk::Shared(a) => a,
         }
+    }
+
+    fn starts_frame(&self) -> bool {
+        !matches!(self, Chunk::Payload(_))
     }
 }
 
@@ -80,13 +89,30 @@ impl OutQueue {
             self.chunks.push_back(Chunk::Owned(buf));
         } else {
             self.chunks.push_back(Chunk::Header(header));
-            self.chunks.push_back(Chunk::Owned(payload));
+            self.chunks.push_back(Chunk::Payload(payload));
         }
     }
 
-    /// Writes as much as the socket takes. `Ok(true)` when the queue is empty,
-    /// `Ok(false)` when the socket would block with bytes left.
-    pub(crate) fn flush(&mut self, w: &mut impl Write) -> io::Result<bool> {
+    /// Drops every frame not yet started, keeping the one partly written (if any) so the
+    /// byte stream stays well-framed. What a slow consumer's queue is cut back to before
+    /// its close frame.
+    pub(crate) fn discard_unsent(&mut self) {
+        let mut keep = 0;
+        for (i, c) in self.chunks.iter().enumerate() {
+            let started = i == 0 && self.head_written > 0;
+            if c.starts_frame() && !started {
+                break;
+            }
+            keep = i + 1;
+        }
+        self.chunks.truncate(keep);
+        self.len = self.chunks.iter().map(|c| c.bytes().len()).sum::<usize>() - self.head_written;
+    }
+
+    /// Writes as much as the socket takes: whether the queue is now empty (else the
+    /// socket would block with bytes left), and how many bytes went out.
+    pub(crate) fn flush(&mut self, w: &mut impl Write) -> io::Result<(bool, usize)> {
+        let mut total = 0;
         while !self.chunks.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut n = 0;
@@ -97,8 +123,11 @@ impl OutQueue {
             }
             match w.write_vectored(&slices[..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => self.advance(written),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Ok(written) => {
+                    total += written;
+                    self.advance(written);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((false, total)),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -108,7 +137,7 @@ impl OutQueue {
         if self.chunks.capacity() > 16 {
             self.chunks = VecDeque::new();
         }
-        Ok(true)
+        Ok((true, total))
     }
 
     fn advance(&mut self, mut written: usize) {
@@ -190,7 +219,7 @@ mod tests {
             calls: 0,
             block_every: 0,
         };
-        assert!(q.flush(&mut w).unwrap());
+        assert_eq!(q.flush(&mut w).unwrap(), (true, want.len()));
         assert_eq!(w.calls, 1);
         assert_eq!(w.out, want);
         assert!(q.is_empty());
@@ -206,11 +235,35 @@ mod tests {
             block_every: 3,
         };
         let mut rounds = 0;
-        while !q.flush(&mut w).unwrap() {
+        while !q.flush(&mut w).unwrap().0 {
             rounds += 1;
         }
         assert!(rounds > 1);
         assert_eq!(w.out, want);
         assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn discarding_keeps_the_frame_in_flight_whole() {
+        let (mut q, want) = expected();
+        // Stop inside the large frame's payload: its header and the small frame are out.
+        let mut w = Trickle {
+            out: Vec::new(),
+            cap: 7 + 4 + 100,
+            calls: 0,
+            block_every: 2,
+        };
+        assert!(!q.flush(&mut w).unwrap().0);
+        q.discard_unsent();
+        let mut w2 = Trickle {
+            out: std::mem::take(&mut w.out),
+            cap: usize::MAX,
+            calls: 0,
+            block_every: 0,
+        };
+        assert!(q.flush(&mut w2).unwrap().0);
+        // Everything up to the end of the big frame, and not the shared frame after it.
+        let big_end = 7 + 4 + 5000;
+        assert_eq!(w2.out, want[..big_end]);
     }
 }

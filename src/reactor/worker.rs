@@ -1,87 +1,63 @@
 //! One worker: its event loop and the connections it owns.
 //!
 //! Owns a `mio::Poll`, a listener, the `Slab` of connections, a read buffer shared by all
-//! of them, a timer wheel and an inbox. Everything a connection does happens here, on
-//! this thread; the only way in from elsewhere is a [`Command`] through the inbox.
+//! of them, a timer wheel, the local side of named groups, and an inbox. Everything a
+//! connection does happens here, on this thread; the only way in from elsewhere is a
+//! `hub::Command` through the inbox.
 //!
 //! A connection's phases:
 //! - `Handshake`: bytes accumulate until the request head is complete. Next: `Open` (101
 //!   sent) or `Closing` (an HTTP response sent), or dropped on handshake timeout.
-//! - `Open`: frames are decoded and handed to the route's handler. Next: `Closing` when
-//!   either side sends close or the peer breaks the protocol; dropped on EOF or error.
+//! - `Open`: frames are decoded and handed to the route's handler; a ping goes out after
+//!   `heartbeat_interval_ms` of silence. Next: `Closing` when either side sends close,
+//!   the peer breaks the protocol, its queue overflows, or it is idle too long; dropped
+//!   on EOF or error.
 //! - `Closing`: our last bytes (close frame or HTTP response) are flushed, then the write
 //!   side is shut; input is discarded until the peer closes or `close_timeout_ms` passes.
+//!
+//! Output is queued and the connection marked dirty; dirty connections are flushed once
+//! per loop turn, so many messages for one connection leave in one `writev`.
 
 use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
-use std::net::Shutdown;
+use std::net::{IpAddr, Shutdown};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::id::ConnId;
+use super::admission::Admission;
 use super::outq::OutQueue;
 use super::timer::TimerWheel;
-use crate::config::Config;
-use crate::handler::{Action, Context, Handler, Message};
+use crate::config::{Config, SlowConsumerPolicy};
+use crate::handler::{Action, Attributes, ConnError, Context, Handler, Message};
 use crate::http::{
     check_request_line, is_upgrade_request, parse_request, validate_upgrade, HandshakeError,
     HttpLimits, Parsed, Request, UpgradePolicy,
 };
-use crate::server::Router;
-use crate::ws::{
-    close_code, encode_frame, is_valid_close_code, Decoder, DecoderLimits, Incoming, OpCode, Role,
-};
+use crate::hub::{encode_shared, Command, Hub, SharedFrame, WAKER};
+use crate::id::ConnId;
+use crate::metrics::{bump, HandshakeFailure, WorkerMetrics};
+use crate::router::Router;
+use crate::ws::{close_code, is_valid_close_code, Decoder, DecoderLimits, Incoming, OpCode, Role};
 
 const LISTENER: Token = Token(usize::MAX - 1);
-const WAKER: Token = Token(usize::MAX - 2);
 
 /// How long to wait before accepting again after `accept` failed (out of descriptors).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-/// Work handed to a worker by other threads.
-pub(crate) enum Command {
-    /// Send an already encoded frame to every open connection on a route.
-    Broadcast { route: usize, frame: Arc<[u8]> },
-}
-
-/// The sending side of a worker's inbox.
-pub(crate) struct Peer {
-    tx: Sender<Command>,
-    waker: Waker,
-}
-
-impl Peer {
-    /// An inbox for the worker that will run `poll`.
-    pub(crate) fn new(poll: &Poll) -> io::Result<(Peer, Receiver<Command>)> {
-        let waker = Waker::new(poll.registry(), WAKER)?;
-        let (tx, rx) = crossbeam_channel::unbounded();
-        Ok((Peer { tx, waker }, rx))
-    }
-
-    pub(crate) fn send(&self, cmd: Command) {
-        // The receiver lives as long as its worker; after the worker exits a message to
-        // it has nowhere to go anyway.
-        let _ = self.tx.send(cmd);
-    }
-
-    pub(crate) fn wake(&self) {
-        if let Err(e) = self.waker.wake() {
-            tracing::warn!("waking a worker failed: {e}");
-        }
-    }
-}
-
 struct OpenState {
     decoder: Decoder,
     route: usize,
-    path: String,
-    protocol: Option<String>,
+    path: Box<str>,
+    protocol: Option<Box<str>>,
+    attributes: Attributes,
+    groups: Vec<Arc<str>>,
 }
 
 enum Phase {
@@ -95,10 +71,21 @@ struct Conn {
     generation: u32,
     phase: Phase,
     out: OutQueue,
-    /// When the current phase times out (handshake or closing); `None` while open.
+    /// When the timer should next look at this connection (handshake deadline, close
+    /// linger, or heartbeat check). Wheel entries that fire earlier are stale.
     deadline: Option<Instant>,
+    /// The last time bytes arrived.
+    last_rx: Instant,
+    ip: IpAddr,
     read_paused: bool,
     write_shut: bool,
+    dirty: bool,
+}
+
+/// Something to queue on a connection.
+enum Outgoing {
+    Frame(OpCode, Vec<u8>),
+    Shared(SharedFrame),
 }
 
 /// A worker thread's state. Built on the spawning thread, run on its own.
@@ -111,17 +98,25 @@ pub(crate) struct Worker {
     read_buf: Vec<u8>,
     timers: TimerWheel,
     inbox: Receiver<Command>,
-    peers: Arc<[Peer]>,
+    hub: Hub,
+    metrics: Arc<WorkerMetrics>,
     shutdown: Arc<AtomicBool>,
+    admission: Arc<Admission>,
     router: Arc<Router>,
     config: Arc<Config>,
     http_limits: HttpLimits,
     decoder_limits: DecoderLimits,
     policy: UpgradePolicy,
+    /// Group name → slots of this worker's members.
+    groups: HashMap<Arc<str>, HashSet<usize>>,
     /// Reused between handler calls so collecting actions does not allocate.
     actions: Cell<Vec<Action>>,
+    /// Connections with queued output not yet flushed this turn.
+    dirty: Vec<usize>,
     /// Connections whose reads were paused and whose queues have drained.
     resume: Vec<usize>,
+    scratch: Vec<usize>,
+    now: Instant,
     shutdown_deadline: Option<Instant>,
     accept_retry_at: Option<Instant>,
 }
@@ -142,6 +137,31 @@ fn close_payload(code: u16, reason: &str) -> Vec<u8> {
     p
 }
 
+/// Runs one handler callback with a context over `open`, returning what it asked for.
+/// A free function so the caller can hold a connection mutably while lending the router
+/// and hub.
+fn run_handler(
+    router: &Router,
+    hub: &Hub,
+    scratch: &Cell<Vec<Action>>,
+    id: ConnId,
+    open: &mut OpenState,
+    f: impl FnOnce(&dyn Handler, &mut Context<'_>),
+) -> Vec<Action> {
+    let mut actions = scratch.take();
+    let handler = router.handler(open.route);
+    let mut ctx = Context {
+        id,
+        path: &open.path,
+        protocol: open.protocol.as_deref(),
+        attributes: &mut open.attributes,
+        actions: &mut actions,
+        hub,
+    };
+    f(handler, &mut ctx);
+    actions
+}
+
 impl Worker {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
@@ -149,13 +169,15 @@ impl Worker {
         poll: Poll,
         mut listener: TcpListener,
         inbox: Receiver<Command>,
-        peers: Arc<[Peer]>,
+        hub: Hub,
         shutdown: Arc<AtomicBool>,
+        admission: Arc<Admission>,
         router: Arc<Router>,
         config: Arc<Config>,
     ) -> io::Result<Worker> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let now = Instant::now();
         Ok(Worker {
             index: index as u16,
             poll,
@@ -163,20 +185,44 @@ impl Worker {
             conns: Slab::new(),
             next_generation: 0,
             read_buf: vec![0; config.read_buffer_size],
-            timers: TimerWheel::new(Instant::now()),
+            timers: TimerWheel::new(now),
             inbox,
-            peers,
+            metrics: hub.inner.metrics[index].clone(),
+            hub,
             shutdown,
+            admission,
             router,
             http_limits: config.http_limits(),
             decoder_limits: config.decoder_limits(),
             policy: config.upgrade_policy(),
             config,
+            groups: HashMap::new(),
             actions: Cell::new(Vec::new()),
+            dirty: Vec::new(),
             resume: Vec::new(),
+            scratch: Vec::new(),
+            now,
             shutdown_deadline: None,
             accept_retry_at: None,
         })
+    }
+
+    fn conn_id(&self, slot: usize, generation: u32) -> ConnId {
+        ConnId::new(self.index, slot as u32, generation)
+    }
+
+    /// The slot of `id` if it names a live connection of this worker.
+    fn resolve(&self, id: ConnId) -> Option<usize> {
+        let (worker, slot, generation) = id.parts();
+        let live = worker == self.index
+            && self
+                .conns
+                .get(slot as usize)
+                .is_some_and(|c| c.generation == generation);
+        if !live {
+            bump(&self.metrics.dropped_stale, 1);
+        }
+        live.then_some(slot as usize)
     }
 
     /// Runs the event loop until shutdown completes.
@@ -202,6 +248,7 @@ impl Worker {
                 tracing::error!(worker = self.index, "poll failed: {e}");
                 break;
             }
+            self.now = Instant::now();
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),
@@ -219,8 +266,9 @@ impl Worker {
             while let Some(slot) = self.resume.pop() {
                 self.read(slot);
             }
+            self.flush_dirty();
 
-            let now = Instant::now();
+            let now = self.now;
             if self.shutdown.load(Ordering::Acquire) && self.shutdown_deadline.is_none() {
                 self.begin_shutdown(now);
             }
@@ -232,17 +280,18 @@ impl Worker {
             for key in expired.drain(..) {
                 self.on_timer(key, now);
             }
+            self.flush_dirty();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || now >= deadline {
                     break;
                 }
             }
         }
-        tracing::debug!(
-            worker = self.index,
-            left = self.conns.len(),
-            "worker stopped"
-        );
+        let left: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
+        for slot in left {
+            self.drop_conn(slot, Some(ConnError::Io("server stopped".into())));
+        }
+        tracing::debug!(worker = self.index, "worker stopped");
     }
 
     fn accept(&mut self) {
@@ -266,16 +315,22 @@ impl Worker {
                     }
                     let generation = self.next_generation;
                     self.next_generation = self.next_generation.wrapping_add(1);
-                    let deadline = Instant::now() + self.config.handshake_timeout();
+                    let deadline = self.now + self.config.handshake_timeout();
                     entry.insert(Conn {
                         sock,
                         generation,
                         phase: Phase::Handshake(Vec::new()),
                         out: OutQueue::default(),
                         deadline: Some(deadline),
+                        last_rx: self.now,
+                        ip: peer.ip(),
                         read_paused: false,
                         write_shut: false,
+                        dirty: false,
                     });
+                    self.admission.accepted(peer.ip());
+                    bump(&self.metrics.connections_open, 1);
+                    bump(&self.metrics.connections_total, 1);
                     self.timers.insert(timer_key(slot, generation), deadline);
                     tracing::trace!(worker = self.index, %peer, slot, "accepted");
                 }
@@ -285,7 +340,7 @@ impl Worker {
                     // Usually EMFILE. Connections stay in the backlog; with edge-triggered
                     // readiness no new event may come for them, so retry on a timer.
                     tracing::warn!(worker = self.index, "accept failed: {e}");
-                    self.accept_retry_at = Some(Instant::now() + ACCEPT_RETRY);
+                    self.accept_retry_at = Some(self.now + ACCEPT_RETRY);
                     return;
                 }
             }
@@ -293,9 +348,38 @@ impl Worker {
     }
 
     fn drain_inbox(&mut self) {
+        self.hub.inner.peers[self.index as usize].clear_wake();
         while let Ok(cmd) = self.inbox.try_recv() {
             match cmd {
-                Command::Broadcast { route, frame } => self.deliver_local(route, &frame),
+                Command::Send { to, frame } => {
+                    if let Some(slot) = self.resolve(to) {
+                        self.enqueue(slot, Outgoing::Shared(frame));
+                    }
+                }
+                Command::SendMany { to, frame } => {
+                    for id in to {
+                        if let Some(slot) = self.resolve(id) {
+                            self.enqueue(slot, Outgoing::Shared(frame.clone()));
+                        }
+                    }
+                }
+                Command::Route { route, frame } => self.deliver_route(route, &frame),
+                Command::Group { group, frame } => self.deliver_group(&group, &frame),
+                Command::Join { id, group } => {
+                    if let Some(slot) = self.resolve(id) {
+                        self.join(slot, group);
+                    }
+                }
+                Command::Leave { id, group } => {
+                    if let Some(slot) = self.resolve(id) {
+                        self.leave(slot, &group);
+                    }
+                }
+                Command::Close { id, code, reason } => {
+                    if let Some(slot) = self.resolve(id) {
+                        self.close_by_app(slot, code, &reason);
+                    }
+                }
             }
         }
     }
@@ -308,10 +392,18 @@ impl Worker {
             }
             match conn.sock.read(&mut buf) {
                 Ok(0) => {
-                    self.drop_conn(slot, "peer closed TCP");
+                    let err = match conn.phase {
+                        Phase::Open(_) => {
+                            Some(ConnError::Io("closed without a close frame".into()))
+                        }
+                        _ => None,
+                    };
+                    self.drop_conn(slot, err);
                     break;
                 }
                 Ok(n) => {
+                    conn.last_rx = self.now;
+                    bump(&self.metrics.bytes_in, n as u64);
                     self.on_bytes(slot, &buf[..n]);
                     self.flush(slot);
                     if let Some(conn) = self.conns.get_mut(slot) {
@@ -324,7 +416,7 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::debug!(slot, "read error: {e}");
-                    self.drop_conn(slot, "read error");
+                    self.drop_conn(slot, Some(ConnError::Io(e.to_string())));
                     break;
                 }
             }
@@ -363,7 +455,7 @@ impl Worker {
         }
         if !is_upgrade_request(&req) {
             if let Some(route) = self.router.http_route(&req.path) {
-                let resp = route(&req);
+                let resp = route(&req, &self.hub);
                 return self.respond_and_close(slot, resp.to_bytes());
             }
         }
@@ -371,25 +463,63 @@ impl Worker {
             return self.reject(slot, HandshakeError::NotFound(req.path));
         };
         if self.shutdown_deadline.is_some() {
-            return self.reject(slot, HandshakeError::Unavailable);
+            return self.reject(slot, HandshakeError::Unavailable("shutting down"));
         }
+        let Some(conn) = self.conns.get(slot) else {
+            return;
+        };
+        if let Err(e) = self.admission.admit(conn.ip) {
+            return self.reject(slot, e);
+        }
+        let generation = conn.generation;
         let upgrade = match validate_upgrade(&req, &self.policy) {
             Ok(u) => u,
             Err(e) => return self.reject(slot, e),
         };
+        let mut open = Box::new(OpenState {
+            decoder: Decoder::new(Role::Server, self.decoder_limits),
+            route,
+            path: req.path.as_str().into(),
+            protocol: upgrade.protocol.map(String::into_boxed_str),
+            attributes: Attributes::default(),
+            groups: Vec::new(),
+        });
+        let id = self.conn_id(slot, generation);
+        let mut verdict = Ok(());
+        let actions = run_handler(
+            &self.router,
+            &self.hub,
+            &self.actions,
+            id,
+            &mut open,
+            |h, ctx| {
+                verdict = h.on_open(ctx, &req);
+            },
+        );
+        if let Err(resp) = verdict {
+            self.actions.set(actions);
+            bump(
+                &self.metrics.handshake_failures
+                    [HandshakeFailure::from_status(resp.status) as usize],
+                1,
+            );
+            tracing::debug!(
+                worker = self.index,
+                slot,
+                status = resp.status,
+                "handler refused the handshake"
+            );
+            return self.respond_and_close(slot, resp.to_bytes());
+        }
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         conn.out.push_bytes(upgrade.response);
-        conn.deadline = None;
-        conn.phase = Phase::Open(Box::new(OpenState {
-            decoder: Decoder::new(Role::Server, self.decoder_limits),
-            route,
-            path: req.path,
-            protocol: upgrade.protocol,
-        }));
+        conn.phase = Phase::Open(open);
+        conn.last_rx = self.now;
         tracing::debug!(worker = self.index, slot, "websocket open");
-        self.call_handler(slot, |h, ctx| h.on_open(ctx));
+        self.schedule_check(slot);
+        self.apply_actions(slot, route, actions);
         if !rest.is_empty() {
             self.on_frames(slot, rest);
         }
@@ -402,6 +532,8 @@ impl Worker {
             status = err.status(),
             "handshake rejected: {err}"
         );
+        self.metrics
+            .handshake_failed(HandshakeFailure::from_status(err.status()));
         self.respond_and_close(slot, err.response().to_bytes());
     }
 
@@ -411,14 +543,40 @@ impl Worker {
         };
         conn.out.push_bytes(bytes);
         conn.phase = Phase::Closing;
-        self.set_deadline(slot, self.config.close_timeout());
+        self.set_deadline(slot, self.now + self.config.close_timeout());
+        self.mark_dirty(slot);
     }
 
-    fn set_deadline(&mut self, slot: usize, after: Duration) {
+    fn set_deadline(&mut self, slot: usize, at: Instant) {
         if let Some(conn) = self.conns.get_mut(slot) {
-            let at = Instant::now() + after;
             conn.deadline = Some(at);
             self.timers.insert(timer_key(slot, conn.generation), at);
+        }
+    }
+
+    /// Schedules the next heartbeat/idle look at an open connection.
+    fn schedule_check(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get(slot) else {
+            return;
+        };
+        let now = self.now;
+        let silent = now.saturating_duration_since(conn.last_rx);
+        let ping_at = self.config.heartbeat_interval().map(|hb| {
+            if silent < hb {
+                conn.last_rx + hb
+            } else {
+                now + hb
+            }
+        });
+        let idle_at = self.config.idle_timeout().map(|idle| conn.last_rx + idle);
+        match (ping_at, idle_at) {
+            (Some(a), Some(b)) => self.set_deadline(slot, a.min(b)),
+            (Some(t), None) | (None, Some(t)) => self.set_deadline(slot, t),
+            (None, None) => {
+                if let Some(conn) = self.conns.get_mut(slot) {
+                    conn.deadline = None;
+                }
+            }
         }
     }
 
@@ -435,22 +593,33 @@ impl Worker {
                 Ok(None) => return,
                 Ok(Some(Incoming::Text(s))) => self.deliver(slot, Message::Text(s)),
                 Ok(Some(Incoming::Binary(b))) => self.deliver(slot, Message::Binary(b)),
-                Ok(Some(Incoming::Ping(p))) => conn.out.push_frame(OpCode::Pong, p),
+                Ok(Some(Incoming::Ping(p))) => {
+                    conn.out.push_frame(OpCode::Pong, p);
+                    bump(&self.metrics.frames_out, 1);
+                    self.mark_dirty(slot);
+                }
                 Ok(Some(Incoming::Pong(_))) => {}
                 Ok(Some(Incoming::Close(Some((code, reason))))) => {
                     // Echo the peer's code (RFC 6455 §5.5.1).
-                    self.start_close(slot, code.to_be_bytes().to_vec(), code, &reason);
+                    self.start_close(slot, code.to_be_bytes().to_vec(), code, &reason, None);
                     return;
                 }
                 Ok(Some(Incoming::Close(None))) => {
-                    self.start_close(slot, Vec::new(), 1005, "");
+                    self.start_close(slot, Vec::new(), 1005, "", None);
                     return;
                 }
                 Err(e) => {
                     let code = e.close_code();
                     let reason = e.to_string();
                     tracing::debug!(worker = self.index, slot, code, "protocol error: {reason}");
-                    self.start_close(slot, close_payload(code, &reason), code, &reason);
+                    bump(&self.metrics.protocol_errors, 1);
+                    self.start_close(
+                        slot,
+                        close_payload(code, &reason),
+                        code,
+                        &reason,
+                        Some(ConnError::Protocol(e)),
+                    );
                     return;
                 }
             }
@@ -458,123 +627,248 @@ impl Worker {
     }
 
     fn deliver(&mut self, slot: usize, msg: Message) {
-        self.call_handler(slot, move |h, ctx| h.on_message(ctx, msg));
-    }
-
-    /// Runs a handler callback for an open connection and carries out what it asked.
-    fn call_handler(&mut self, slot: usize, f: impl FnOnce(&dyn Handler, &mut Context<'_>)) {
-        let Some(conn) = self.conns.get(slot) else {
+        bump(&self.metrics.frames_in, 1);
+        let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        let Phase::Open(open) = &conn.phase else {
+        let Phase::Open(open) = &mut conn.phase else {
             return;
         };
         let id = ConnId::new(self.index, slot as u32, conn.generation);
         let route = open.route;
-        let actions = self.collect_actions(id, open, f);
-        self.apply_actions(slot, route, actions);
-    }
-
-    fn collect_actions(
-        &self,
-        id: ConnId,
-        open: &OpenState,
-        f: impl FnOnce(&dyn Handler, &mut Context<'_>),
-    ) -> Vec<Action> {
-        let mut actions = self.actions.take();
-        let mut ctx = Context {
+        let actions = run_handler(
+            &self.router,
+            &self.hub,
+            &self.actions,
             id,
-            path: &open.path,
-            protocol: open.protocol.as_deref(),
-            actions: &mut actions,
-        };
-        f(self.router.handler(open.route), &mut ctx);
-        actions
+            open,
+            move |h, ctx| h.on_message(ctx, msg),
+        );
+        self.apply_actions(slot, route, actions);
     }
 
     fn apply_actions(&mut self, slot: usize, route: usize, mut actions: Vec<Action>) {
         for action in actions.drain(..) {
             match action {
                 Action::Send(msg) => {
-                    if let Some(conn) = self.conns.get_mut(slot) {
-                        if let Phase::Open(_) = conn.phase {
-                            let (op, bytes) = match msg {
-                                Message::Text(s) => (OpCode::Text, s.into_bytes()),
-                                Message::Binary(b) => (OpCode::Binary, b),
-                            };
-                            conn.out.push_frame(op, bytes);
-                        }
-                    }
-                }
-                Action::Close(code, reason) => {
-                    let code = if is_valid_close_code(code) {
-                        code
-                    } else {
-                        tracing::warn!(
-                            code,
-                            "handler asked to close with an invalid code; using 1000"
-                        );
-                        close_code::NORMAL
+                    let out = match msg {
+                        Message::Text(s) => Outgoing::Frame(OpCode::Text, s.into_bytes()),
+                        Message::Binary(b) => Outgoing::Frame(OpCode::Binary, b),
                     };
-                    self.start_close(slot, close_payload(code, &reason), code, &reason);
+                    self.enqueue(slot, out);
                 }
-                Action::Broadcast(msg) => self.broadcast(route, msg),
+                Action::Close(code, reason) => self.close_by_app(slot, code, &reason),
+                Action::Broadcast(msg) => self.broadcast(route, &msg),
+                Action::Join(group) => self.join(slot, group.into()),
+                Action::Leave(group) => self.leave(slot, &group),
             }
         }
         self.actions.set(actions);
     }
 
-    /// Queues our close frame, tells the handler, and moves to `Closing`.
-    fn start_close(&mut self, slot: usize, payload: Vec<u8>, code: u16, reason: &str) {
+    fn close_by_app(&mut self, slot: usize, code: u16, reason: &str) {
+        let code = if is_valid_close_code(code) {
+            code
+        } else {
+            tracing::warn!(
+                code,
+                "asked to close with a code that may not be sent; using 1000"
+            );
+            close_code::NORMAL
+        };
+        self.start_close(slot, close_payload(code, reason), code, reason, None);
+    }
+
+    /// Queues a message for an open connection, applying the slow-consumer policy.
+    fn enqueue(&mut self, slot: usize, out: Outgoing) {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         if !matches!(conn.phase, Phase::Open(_)) {
             return;
         }
-        let Phase::Open(open) = std::mem::replace(&mut conn.phase, Phase::Closing) else {
+        if conn.out.len() > self.config.max_queued_bytes {
+            match self.config.slow_consumer {
+                SlowConsumerPolicy::Drop => bump(&self.metrics.dropped_slow, 1),
+                SlowConsumerPolicy::Close => self.close_slow_consumer(slot),
+            }
+            return;
+        }
+        match out {
+            Outgoing::Frame(op, bytes) => conn.out.push_frame(op, bytes),
+            Outgoing::Shared(frame) => conn.out.push_shared(frame),
+        }
+        bump(&self.metrics.frames_out, 1);
+        self.mark_dirty(slot);
+    }
+
+    fn close_slow_consumer(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        // Memory stays bounded: what the client has not started to receive is dropped,
+        // and only the close frame is queued behind the frame in flight.
+        conn.out.discard_unsent();
+        bump(&self.metrics.slow_consumer_closes, 1);
+        let max = self.config.max_queued_bytes;
+        let reason = "slow consumer: outbound queue full";
+        tracing::debug!(worker = self.index, slot, "{reason}");
+        self.start_close(
+            slot,
+            close_payload(close_code::POLICY, reason),
+            close_code::POLICY,
+            reason,
+            Some(ConnError::SlowConsumer(max)),
+        );
+    }
+
+    fn mark_dirty(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get_mut(slot) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(slot);
+            }
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        while let Some(slot) = self.dirty.pop() {
+            if let Some(conn) = self.conns.get_mut(slot) {
+                conn.dirty = false;
+                self.flush(slot);
+            }
+        }
+    }
+
+    /// Queues our close frame, tells the handler, and moves to `Closing`.
+    fn start_close(
+        &mut self,
+        slot: usize,
+        payload: Vec<u8>,
+        code: u16,
+        reason: &str,
+        err: Option<ConnError>,
+    ) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if !matches!(conn.phase, Phase::Open(_)) {
+            return;
+        }
+        let Phase::Open(mut open) = std::mem::replace(&mut conn.phase, Phase::Closing) else {
             return;
         };
         conn.out.push_frame(OpCode::Close, payload);
+        bump(&self.metrics.frames_out, 1);
         let id = ConnId::new(self.index, slot as u32, conn.generation);
-        self.set_deadline(slot, self.config.close_timeout());
-        let actions = self.collect_actions(id, &open, |h, ctx| h.on_close(ctx, code, reason));
+        self.set_deadline(slot, self.now + self.config.close_timeout());
+        self.mark_dirty(slot);
+        self.leave_all(slot, &mut open);
+        self.notify_end(slot, id, &mut open, err, code, reason);
+    }
+
+    /// Tells the handler the connection is over (`on_error` if there is an error, then
+    /// `on_close`) and carries out what it asks of others.
+    fn notify_end(
+        &mut self,
+        slot: usize,
+        id: ConnId,
+        open: &mut OpenState,
+        err: Option<ConnError>,
+        code: u16,
+        reason: &str,
+    ) {
+        let actions = run_handler(
+            &self.router,
+            &self.hub,
+            &self.actions,
+            id,
+            open,
+            |h, ctx| {
+                if let Some(err) = &err {
+                    h.on_error(ctx, err);
+                }
+                h.on_close(ctx, code, reason);
+            },
+        );
         self.apply_actions(slot, open.route, actions);
     }
 
-    fn broadcast(&mut self, route: usize, msg: Message) {
-        let (op, bytes) = match &msg {
-            Message::Text(s) => (OpCode::Text, s.as_bytes()),
-            Message::Binary(b) => (OpCode::Binary, b.as_slice()),
-        };
+    fn broadcast(&mut self, route: usize, msg: &Message) {
         // Encoded once; every recipient on every worker queues a handle to these bytes.
-        let frame: Arc<[u8]> = encode_frame(true, op, bytes).into();
-        self.deliver_local(route, &frame);
-        for (i, peer) in self.peers.iter().enumerate() {
+        let frame = encode_shared(msg);
+        self.deliver_route(route, &frame);
+        for (i, peer) in self.hub.inner.peers.iter().enumerate() {
             if i != self.index as usize {
-                peer.send(Command::Broadcast {
+                peer.send(Command::Route {
                     route,
                     frame: frame.clone(),
                 });
-                peer.wake();
             }
         }
     }
 
-    fn deliver_local(&mut self, route: usize, frame: &Arc<[u8]>) {
-        let mut failed = Vec::new();
-        for (slot, conn) in self.conns.iter_mut() {
-            if let Phase::Open(open) = &conn.phase {
-                if open.route == route {
-                    conn.out.push_shared(frame.clone());
-                    if conn.out.flush(&mut conn.sock).is_err() {
-                        failed.push(slot);
-                    }
-                }
+    fn deliver_route(&mut self, route: usize, frame: &SharedFrame) {
+        let mut targets = std::mem::take(&mut self.scratch);
+        targets.extend(
+            self.conns
+                .iter()
+                .filter_map(|(slot, conn)| match &conn.phase {
+                    Phase::Open(open) if open.route == route => Some(slot),
+                    _ => None,
+                }),
+        );
+        for &slot in &targets {
+            self.enqueue(slot, Outgoing::Shared(frame.clone()));
+        }
+        targets.clear();
+        self.scratch = targets;
+    }
+
+    fn deliver_group(&mut self, group: &str, frame: &SharedFrame) {
+        let mut targets = std::mem::take(&mut self.scratch);
+        if let Some(members) = self.groups.get(group) {
+            targets.extend(members.iter().copied());
+        }
+        for &slot in &targets {
+            self.enqueue(slot, Outgoing::Shared(frame.clone()));
+        }
+        targets.clear();
+        self.scratch = targets;
+    }
+
+    fn join(&mut self, slot: usize, group: Arc<str>) {
+        let Some(Phase::Open(open)) = self.conns.get_mut(slot).map(|c| &mut c.phase) else {
+            return;
+        };
+        if open.groups.contains(&group) {
+            return;
+        }
+        open.groups.push(group.clone());
+        self.groups.entry(group).or_default().insert(slot);
+    }
+
+    fn leave(&mut self, slot: usize, group: &str) {
+        let Some(Phase::Open(open)) = self.conns.get_mut(slot).map(|c| &mut c.phase) else {
+            return;
+        };
+        open.groups.retain(|g| &**g != group);
+        if let Some(members) = self.groups.get_mut(group) {
+            members.remove(&slot);
+            if members.is_empty() {
+                self.groups.remove(group);
             }
         }
-        for slot in failed {
-            self.drop_conn(slot, "write error");
+    }
+
+    fn leave_all(&mut self, slot: usize, open: &mut OpenState) {
+        for group in open.groups.drain(..) {
+            if let Some(members) = self.groups.get_mut(&group) {
+                members.remove(&slot);
+                if members.is_empty() {
+                    self.groups.remove(&group);
+                }
+            }
         }
     }
 
@@ -583,7 +877,8 @@ impl Worker {
             return;
         };
         match conn.out.flush(&mut conn.sock) {
-            Ok(drained) => {
+            Ok((drained, written)) => {
+                bump(&self.metrics.bytes_out, written as u64);
                 if drained && matches!(conn.phase, Phase::Closing) && !conn.write_shut {
                     // Our last bytes are out: half-close so the peer sees EOF, but keep
                     // reading until it closes, so unread input does not turn our close
@@ -598,7 +893,7 @@ impl Worker {
             }
             Err(e) => {
                 tracing::debug!(slot, "write error: {e}");
-                self.drop_conn(slot, "write error");
+                self.drop_conn(slot, Some(ConnError::Io(e.to_string())));
             }
         }
     }
@@ -612,25 +907,65 @@ impl Worker {
         if conn.generation != generation || conn.deadline.is_none_or(|d| d > now) {
             return;
         }
-        let why = match conn.phase {
-            Phase::Handshake(_) => "handshake timeout",
-            _ => "close timeout",
-        };
-        self.drop_conn(slot, why);
+        match conn.phase {
+            Phase::Handshake(_) => {
+                self.metrics.handshake_failed(HandshakeFailure::Timeout);
+                tracing::debug!(worker = self.index, slot, "handshake timeout");
+                self.drop_conn(slot, None);
+            }
+            Phase::Closing => self.drop_conn(slot, None),
+            Phase::Open(_) => self.heartbeat(slot, now),
+        }
     }
 
-    /// Removes a connection for good; the handler hears 1006 if it was still open.
-    fn drop_conn(&mut self, slot: usize, why: &str) {
+    /// An open connection's check came due: close it if idle too long, else ping it if
+    /// silent for a heartbeat interval, then schedule the next check.
+    fn heartbeat(&mut self, slot: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let silent = now.saturating_duration_since(conn.last_rx);
+        if let Some(idle) = self.config.idle_timeout() {
+            if silent >= idle {
+                bump(&self.metrics.idle_timeouts, 1);
+                let reason = "idle timeout";
+                self.start_close(
+                    slot,
+                    close_payload(close_code::GOING_AWAY, reason),
+                    close_code::GOING_AWAY,
+                    reason,
+                    Some(ConnError::IdleTimeout(idle.as_millis() as u64)),
+                );
+                return;
+            }
+        }
+        if let Some(hb) = self.config.heartbeat_interval() {
+            if silent >= hb {
+                conn.out.push_frame(OpCode::Ping, Vec::new());
+                bump(&self.metrics.frames_out, 1);
+                self.mark_dirty(slot);
+            }
+        }
+        self.schedule_check(slot);
+    }
+
+    /// Removes a connection for good; the handler hears `err` and 1006 if it was open.
+    fn drop_conn(&mut self, slot: usize, err: Option<ConnError>) {
         if !self.conns.contains(slot) {
             return;
         }
         let mut conn = self.conns.remove(slot);
         let _ = self.poll.registry().deregister(&mut conn.sock);
-        tracing::debug!(worker = self.index, slot, "connection dropped: {why}");
-        if let Phase::Open(open) = conn.phase {
+        self.admission.released(conn.ip);
+        self.metrics
+            .connections_open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(worker = self.index, slot, "connection dropped");
+        if let Phase::Open(mut open) = conn.phase {
             let id = ConnId::new(self.index, slot as u32, conn.generation);
-            let actions = self.collect_actions(id, &open, |h, ctx| h.on_close(ctx, 1006, why));
-            self.apply_actions(slot, open.route, actions);
+            self.leave_all(slot, &mut open);
+            let err = err.unwrap_or_else(|| ConnError::Io("connection dropped".into()));
+            self.notify_end(slot, id, &mut open, Some(err), 1006, "abnormal closure");
         }
     }
 
@@ -648,16 +983,16 @@ impl Worker {
         let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
         for slot in slots {
             match self.conns.get(slot).map(|c| &c.phase) {
-                Some(Phase::Handshake(_)) => self.drop_conn(slot, "shutdown"),
+                Some(Phase::Handshake(_)) => self.drop_conn(slot, None),
                 Some(Phase::Open(_)) => {
                     let reason = "server shutting down";
                     let payload = close_payload(close_code::GOING_AWAY, reason);
-                    self.start_close(slot, payload, close_code::GOING_AWAY, reason);
-                    self.flush(slot);
+                    self.start_close(slot, payload, close_code::GOING_AWAY, reason, None);
                 }
                 _ => {}
             }
         }
+        self.flush_dirty();
     }
 }
 
@@ -678,5 +1013,21 @@ mod tests {
         let k = timer_key(123_456, 0xdead_beef);
         assert_eq!((k >> 32) as usize, 123_456);
         assert_eq!(k as u32, 0xdead_beef);
+    }
+
+    #[test]
+    fn connection_state_stays_small() {
+        // An idle open connection holds a Conn in the slab and a boxed OpenState; keep
+        // both in check (see the idle-memory figures in the README).
+        assert!(
+            std::mem::size_of::<Conn>() <= 160,
+            "{}",
+            std::mem::size_of::<Conn>()
+        );
+        assert!(
+            std::mem::size_of::<OpenState>() <= 320,
+            "{}",
+            std::mem::size_of::<OpenState>()
+        );
     }
 }

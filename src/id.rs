@@ -1,4 +1,6 @@
 //! Connection ids: (worker, slot, generation).
+//!
+//! Owns only the id type; the reactor mints ids and resolves them to slots.
 
 use std::fmt;
 
@@ -24,6 +26,10 @@ impl ConnId {
     /// The worker that owns the connection.
     pub fn worker(&self) -> usize {
         self.worker as usize
+    }
+
+    pub(crate) fn parts(&self) -> (u16, u32, u32) {
+        (self.worker, self.slot, self.generation)
     }
 }
 

@@ -1,0 +1,266 @@
+//! The [`Hub`]: sending to connections from any thread, and the worker inboxes it uses.
+//!
+//! Owns the commands other threads may give a worker and the way they travel: a crossbeam
+//! channel per worker plus a `mio::Waker`, with wake-ups coalesced so that a burst of
+//! commands costs one wake-up. It never touches a connection: the owning worker carries
+//! out each command on its own thread. Frames are encoded here, once per send, and every
+//! recipient on every worker queues a handle to the same bytes.
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::{Poll, Token, Waker};
+
+use crate::handler::Message;
+use crate::id::ConnId;
+use crate::metrics::{MetricsSnapshot, WorkerMetrics};
+use crate::router::Router;
+use crate::ws::{encode_frame, OpCode};
+
+/// The token a worker's waker fires with.
+pub(crate) const WAKER: Token = Token(usize::MAX - 2);
+
+/// An encoded server frame shared by every connection it is queued on.
+pub(crate) type SharedFrame = Arc<[u8]>;
+
+/// Encodes `msg` as one unmasked frame in a shared buffer.
+pub(crate) fn encode_shared(msg: &Message) -> SharedFrame {
+    let (op, bytes) = match msg {
+        Message::Text(s) => (OpCode::Text, s.as_bytes()),
+        Message::Binary(b) => (OpCode::Binary, b.as_slice()),
+    };
+    encode_frame(true, op, bytes).into()
+}
+
+/// Work handed to a worker by other threads.
+pub(crate) enum Command {
+    Send {
+        to: ConnId,
+        frame: SharedFrame,
+    },
+    SendMany {
+        to: Vec<ConnId>,
+        frame: SharedFrame,
+    },
+    Route {
+        route: usize,
+        frame: SharedFrame,
+    },
+    Group {
+        group: Arc<str>,
+        frame: SharedFrame,
+    },
+    Join {
+        id: ConnId,
+        group: Arc<str>,
+    },
+    Leave {
+        id: ConnId,
+        group: Arc<str>,
+    },
+    Close {
+        id: ConnId,
+        code: u16,
+        reason: String,
+    },
+}
+
+/// The sending side of one worker's inbox.
+pub(crate) struct Peer {
+    tx: Sender<Command>,
+    waker: Waker,
+    /// Set by the first sender after the worker last drained its inbox; later senders
+    /// see it set and skip the wake-up syscall.
+    wake_pending: AtomicBool,
+}
+
+impl Peer {
+    /// An inbox for the worker that will run `poll`.
+    pub(crate) fn new(poll: &Poll) -> io::Result<(Peer, Receiver<Command>)> {
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Ok((
+            Peer {
+                tx,
+                waker,
+                wake_pending: AtomicBool::new(false),
+            },
+            rx,
+        ))
+    }
+
+    pub(crate) fn send(&self, cmd: Command) {
+        // The receiver lives as long as its worker; once the worker has exited a command
+        // for it has nowhere to go.
+        if self.tx.send(cmd).is_ok() && !self.wake_pending.swap(true, Ordering::AcqRel) {
+            self.wake();
+        }
+    }
+
+    pub(crate) fn wake(&self) {
+        if let Err(e) = self.waker.wake() {
+            tracing::warn!("waking a worker failed: {e}");
+        }
+    }
+
+    /// Called by the worker before it drains its inbox.
+    pub(crate) fn clear_wake(&self) {
+        self.wake_pending.store(false, Ordering::Release);
+    }
+}
+
+pub(crate) struct HubInner {
+    pub(crate) peers: Box<[Peer]>,
+    pub(crate) router: Arc<Router>,
+    pub(crate) metrics: Box<[Arc<WorkerMetrics>]>,
+}
+
+/// Sends to connections from any thread: one connection, a set, everyone on a route, or
+/// a named group. Cheap to clone; every method returns at once, and the owning worker
+/// delivers on its own thread, in the order the calls were made from one thread.
+///
+/// A message for a connection that has closed is dropped and counted
+/// (`switchboard_stale_id_drops_total`). A message for a connection whose outbound
+/// queue is full follows the `slow_consumer` policy.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use switchboard::{echo::Echo, Message, Server};
+///
+/// let handle = Server::builder().route("/ticks", Echo).start().unwrap();
+/// let hub = handle.hub();
+/// std::thread::spawn(move || loop {
+///     hub.broadcast("/ticks", Message::Text("tick".into()));
+///     std::thread::sleep(Duration::from_secs(1));
+/// });
+/// handle.join();
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) inner: Arc<HubInner>,
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("workers", &self.inner.peers.len())
+            .finish()
+    }
+}
+
+impl Hub {
+    fn peer(&self, worker: usize) -> Option<&Peer> {
+        self.inner.peers.get(worker)
+    }
+
+    fn to_all(&self, mut make: impl FnMut() -> Command) {
+        for peer in self.inner.peers.iter() {
+            peer.send(make());
+        }
+    }
+
+    /// Sends `msg` to one connection.
+    pub fn send(&self, to: ConnId, msg: Message) {
+        if let Some(peer) = self.peer(to.worker()) {
+            peer.send(Command::Send {
+                to,
+                frame: encode_shared(&msg),
+            });
+        }
+    }
+
+    /// Sends `msg` to each of `to`, encoding it once; one command per worker involved.
+    pub fn send_many(&self, to: &[ConnId], msg: Message) {
+        let frame = encode_shared(&msg);
+        let mut by_worker: Vec<Vec<ConnId>> = vec![Vec::new(); self.inner.peers.len()];
+        for id in to {
+            if let Some(list) = by_worker.get_mut(id.worker()) {
+                list.push(*id);
+            }
+        }
+        for (worker, ids) in by_worker.into_iter().enumerate() {
+            if !ids.is_empty() {
+                self.inner.peers[worker].send(Command::SendMany {
+                    to: ids,
+                    frame: frame.clone(),
+                });
+            }
+        }
+    }
+
+    /// Sends `msg` to every open connection on the WebSocket route `path`. Returns false
+    /// if no route has that path.
+    pub fn broadcast(&self, path: &str, msg: Message) -> bool {
+        let Some(route) = self.inner.router.exact_ws_route(path) else {
+            return false;
+        };
+        let frame = encode_shared(&msg);
+        self.to_all(|| Command::Route {
+            route,
+            frame: frame.clone(),
+        });
+        true
+    }
+
+    /// Adds a connection to a named group (a chat room, a topic). Joining twice is a
+    /// no-op; a connection leaves all its groups when it closes.
+    pub fn join(&self, id: ConnId, group: &str) {
+        if let Some(peer) = self.peer(id.worker()) {
+            peer.send(Command::Join {
+                id,
+                group: group.into(),
+            });
+        }
+    }
+
+    /// Removes a connection from a group.
+    pub fn leave(&self, id: ConnId, group: &str) {
+        if let Some(peer) = self.peer(id.worker()) {
+            peer.send(Command::Leave {
+                id,
+                group: group.into(),
+            });
+        }
+    }
+
+    /// Sends `msg` to every member of `group`, on every worker.
+    pub fn send_to_group(&self, group: &str, msg: Message) {
+        let frame = encode_shared(&msg);
+        let group: Arc<str> = group.into();
+        self.to_all(|| Command::Group {
+            group: group.clone(),
+            frame: frame.clone(),
+        });
+    }
+
+    /// Starts the close handshake on a connection with `code` and `reason`.
+    pub fn close(&self, id: ConnId, code: u16, reason: &str) {
+        if let Some(peer) = self.peer(id.worker()) {
+            peer.send(Command::Close {
+                id,
+                code,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.inner.peers.len()
+    }
+
+    /// All workers' counters, added up.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        MetricsSnapshot::collect(&self.inner.metrics)
+    }
+
+    /// Wakes every worker so it notices a shutdown request.
+    pub(crate) fn wake_all(&self) {
+        for peer in self.inner.peers.iter() {
+            peer.wake();
+        }
+    }
+}

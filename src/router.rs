@@ -1,0 +1,41 @@
+//! Paths and what serves them: WebSocket routes with their handlers, an optional
+//! fallback, and plain HTTP routes. Built once by the server builder, then shared
+//! read-only by every worker and the hub.
+
+use std::sync::Arc;
+
+use crate::handler::Handler;
+use crate::http::{HttpResponse, Request};
+use crate::hub::Hub;
+
+/// A plain HTTP endpoint: gets the request head and the hub, returns the whole response.
+pub type HttpHandler = dyn Fn(&Request, &Hub) -> HttpResponse + Send + Sync + 'static;
+
+pub(crate) struct Router {
+    pub(crate) ws: Vec<(String, Arc<dyn Handler>)>,
+    pub(crate) fallback: Option<usize>,
+    pub(crate) http: Vec<(String, Arc<HttpHandler>)>,
+}
+
+impl Router {
+    /// The WebSocket route index for `path`: an exact match, else the fallback.
+    pub(crate) fn ws_route(&self, path: &str) -> Option<usize> {
+        self.exact_ws_route(path).or(self.fallback)
+    }
+
+    /// The WebSocket route registered for exactly `path` (never the fallback).
+    pub(crate) fn exact_ws_route(&self, path: &str) -> Option<usize> {
+        self.ws
+            .iter()
+            .enumerate()
+            .position(|(i, (p, _))| p == path && Some(i) != self.fallback)
+    }
+
+    pub(crate) fn handler(&self, route: usize) -> &dyn Handler {
+        &*self.ws[route].1
+    }
+
+    pub(crate) fn http_route(&self, path: &str) -> Option<&HttpHandler> {
+        self.http.iter().find(|(p, _)| p == path).map(|(_, h)| &**h)
+    }
+}
