@@ -38,3 +38,41 @@ impl fmt::Display for ConnId {
         write!(f, "{}.{}.{}", self.worker, self.slot, self.generation)
     }
 }
+
+/// A string that is not a connection id (`worker.slot.generation`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a connection id (expected worker.slot.generation): {0:?}")]
+pub struct ParseConnIdError(String);
+
+impl std::str::FromStr for ConnId {
+    type Err = ParseConnIdError;
+
+    /// Parses the form [`ConnId`]'s `Display` writes, so an id can travel through a
+    /// backend and come back (to push to one connection over HTTP, say).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseConnIdError(s.to_owned());
+        let mut parts = s.split('.');
+        let worker = parts.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
+        let slot = parts.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
+        let generation = parts.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
+        if parts.next().is_some() {
+            return Err(err());
+        }
+        Ok(ConnId::new(worker, slot, generation))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_and_parse_round_trip() {
+        let id = ConnId::new(1, 42, 7);
+        assert_eq!(id.to_string(), "1.42.7");
+        assert_eq!("1.42.7".parse::<ConnId>(), Ok(id));
+        for bad in ["", "1.2", "1.2.3.4", "a.b.c", "70000.1.1", "1.-2.3"] {
+            assert!(bad.parse::<ConnId>().is_err(), "{bad}");
+        }
+    }
+}

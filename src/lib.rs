@@ -26,7 +26,7 @@ pub mod ws;
 pub use config::{Config, ConfigError, SlowConsumerPolicy};
 pub use handler::{Attributes, ConnError, Context, Handler, Message};
 pub use hub::Hub;
-pub use id::ConnId;
+pub use id::{ConnId, ParseConnIdError};
 pub use metrics::MetricsSnapshot;
 pub use router::HttpHandler;
 pub use server::{Server, ServerBuilder, ServerError, ServerHandle, Stopper};

@@ -211,14 +211,15 @@ impl Worker {
         ConnId::new(self.index, slot as u32, generation)
     }
 
-    /// The slot of `id` if it names a live connection of this worker.
+    /// The slot of `id` if it names an open connection of this worker; otherwise the
+    /// command is dropped and counted (the connection closed, or is closing).
     fn resolve(&self, id: ConnId) -> Option<usize> {
         let (worker, slot, generation) = id.parts();
         let live = worker == self.index
             && self
                 .conns
                 .get(slot as usize)
-                .is_some_and(|c| c.generation == generation);
+                .is_some_and(|c| c.generation == generation && matches!(c.phase, Phase::Open(_)));
         if !live {
             bump(&self.metrics.dropped_stale, 1);
         }
