@@ -11,6 +11,8 @@
 //! See `README.md` for running the server and the tests.
 #![warn(missing_docs, rust_2018_idioms)]
 
+#[doc(hidden)]
+pub mod bench_support;
 pub mod config;
 pub mod echo;
 mod handler;

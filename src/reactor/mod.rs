@@ -18,4 +18,5 @@ mod worker;
 
 pub(crate) use admission::Admission;
 pub(crate) use listener::bind_listeners;
+pub(crate) use outq::OutQueue;
 pub(crate) use worker::Worker;

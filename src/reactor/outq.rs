@@ -45,7 +45,7 @@ impl Chunk {
 
 /// Outbound bytes for one connection.
 #[derive(Default)]
-pub(crate) struct OutQueue {
+pub struct OutQueue {
     chunks: VecDeque<Chunk>,
     /// Bytes of the first chunk already written.
     head_written: usize,

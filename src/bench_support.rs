@@ -1,0 +1,43 @@
+//! Internals exposed for `benches/` only; not part of the API and not semver-stable.
+
+use crate::handler::Message;
+use crate::hub::encode_shared;
+use crate::reactor::OutQueue;
+use crate::ws::OpCode;
+
+/// `n` connection queues, to measure fan-out into them.
+pub struct FanoutQueues(Vec<OutQueue>);
+
+impl FanoutQueues {
+    /// `n` empty queues.
+    pub fn new(n: usize) -> Self {
+        FanoutQueues((0..n).map(|_| OutQueue::default()).collect())
+    }
+
+    /// What a broadcast does: encode once, queue a shared handle on every queue.
+    pub fn push_shared(&mut self, msg: &Message) {
+        let frame = encode_shared(msg);
+        for q in &mut self.0 {
+            q.push_shared(frame.clone());
+        }
+    }
+
+    /// The alternative: encode a copy of the frame for every queue.
+    pub fn push_copied(&mut self, msg: &Message) {
+        for q in &mut self.0 {
+            q.push_frame(OpCode::Binary, msg.as_bytes().to_vec());
+        }
+    }
+
+    /// Empties every queue (as a flush would).
+    pub fn clear(&mut self) {
+        for q in &mut self.0 {
+            *q = OutQueue::default();
+        }
+    }
+
+    /// Bytes queued in all queues.
+    pub fn queued(&self) -> usize {
+        self.0.iter().map(OutQueue::len).sum()
+    }
+}
