@@ -32,3 +32,8 @@ pub use id::{ConnId, ParseConnIdError};
 pub use metrics::MetricsSnapshot;
 pub use router::HttpHandler;
 pub use server::{Server, ServerBuilder, ServerError, ServerHandle, Stopper};
+
+/// Compiles the README's Rust examples as doctests, so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
