@@ -63,16 +63,20 @@ fn client(addr: SocketAddr) -> (ConnId, TcpStream) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_nodelay(true).unwrap();
     s.write_all(b"GET /b HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).unwrap();
-        head.push(b[0]);
-    }
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).unwrap();
-    let mut id = vec![0u8; (h[1] & 0x7f) as usize];
-    s.read_exact(&mut id).unwrap();
+    // Read the 101 head and the id frame behind it, in as few reads as they arrive.
+    let mut got = Vec::with_capacity(256);
+    let mut buf = [0u8; 512];
+    let id = loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "server closed");
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let frame = &got[end + 4..];
+            if frame.len() >= 2 && frame.len() >= 2 + (frame[1] & 0x7f) as usize {
+                break frame[2..2 + (frame[1] & 0x7f) as usize].to_vec();
+            }
+        }
+    };
     (String::from_utf8(id).unwrap().parse().unwrap(), s)
 }
 
@@ -146,5 +150,39 @@ fn routing(c: &mut Criterion) {
     handle.stop();
 }
 
-criterion_group!(benches, fanout, routing);
+/// Connect, upgrade, read the 101, reset: the accept path with one and two workers, each
+/// worker with its own SO_REUSEPORT listener.
+fn accept(c: &mut Criterion) {
+    let mut g = c.benchmark_group("accept");
+    g.measurement_time(Duration::from_secs(3));
+    for workers in [1usize, 2] {
+        let handle = Server::builder()
+            .config(Config {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                workers,
+                ..Config::default()
+            })
+            .route("/b", Tell)
+            .start()
+            .unwrap();
+        let addr = handle.local_addr();
+        g.bench_function(
+            BenchmarkId::new("handshake_roundtrip_workers", workers),
+            |b| {
+                b.iter(|| {
+                    let (_, s) = client(addr);
+                    // Reset instead of FIN: no TIME_WAIT, so the bench cannot run out of
+                    // ephemeral ports.
+                    socket2::SockRef::from(&s)
+                        .set_linger(Some(Duration::ZERO))
+                        .unwrap();
+                })
+            },
+        );
+        handle.stop();
+    }
+    g.finish();
+}
+
+criterion_group!(benches, fanout, routing, accept);
 criterion_main!(benches);

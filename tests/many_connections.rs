@@ -29,5 +29,14 @@ fn a_thousand_concurrent_connections_on_one_worker() {
             }
         }
     }
+    drop(clients);
+    // No slot leaks: every connection is released once the clients are gone.
+    let hub = server.hub();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while hub.metrics().connections_open > 0 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", hub.metrics());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(hub.metrics().connections_total, 1000);
     server.stop();
 }

@@ -158,7 +158,16 @@ fn run_handler(
         actions: &mut actions,
         hub,
     };
-    f(handler, &mut ctx);
+    // A panicking handler must not take the worker (and every connection on it) down:
+    // the panic is contained to this connection, which is closed with 1011.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(handler, &mut ctx)));
+    if outcome.is_err() {
+        tracing::error!(%id, "handler panicked; closing the connection with 1011");
+        actions.push(Action::Close(
+            close_code::INTERNAL_ERROR,
+            "internal error".into(),
+        ));
+    }
     actions
 }
 
