@@ -11,6 +11,7 @@
 //! See `README.md` for running the server and the tests.
 #![warn(missing_docs, rust_2018_idioms)]
 
+pub mod bench;
 #[doc(hidden)]
 pub mod bench_support;
 pub mod config;

@@ -23,6 +23,9 @@ enum Command {
     Echo(ServeArgs),
     /// Print the default configuration as TOML (a starting point for --config).
     Config,
+    /// Load-test a WebSocket server (this one or any other).
+    #[command(subcommand)]
+    Bench(switchboard::bench::BenchMode),
 }
 
 #[derive(Args)]
@@ -99,6 +102,14 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::FAILURE
+            }
+        },
+        Command::Bench(mode) => match switchboard::bench::run(mode) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
             }
         },
         Command::Echo(args) => match args.into_config() {

@@ -1,0 +1,299 @@
+//! One bench client connection on mio: the handshake, masked frame writing into one
+//! contiguous buffer, and zero-copy scanning of the server's frames.
+//!
+//! Owns the socket and its two buffers. Nothing is allocated per message: frames are
+//! encoded straight into the write buffer (one `write` per readiness event sends all of
+//! them) and read frames are handed out as slices of the read buffer.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+
+use crate::ws::mask::apply_mask;
+use crate::ws::{FrameHeader, OpCode};
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// TCP connecting, request queued.
+    Handshaking,
+    /// 101 received.
+    Open,
+    /// Closed by either side or failed.
+    Closed,
+}
+
+/// What reading produced, in order.
+pub(crate) enum Event<'a> {
+    /// The 101 arrived.
+    Opened,
+    /// A whole data message (opcode, payload).
+    Message(OpCode, &'a [u8]),
+    /// The server sent close.
+    Close,
+}
+
+/// A small fast PRNG for masking keys: every frame gets a fresh key, as RFC 6455 asks,
+/// without a syscall or a lock.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyGen(u64);
+
+impl KeyGen {
+    pub(crate) fn new(seed: u64) -> Self {
+        KeyGen(seed | 1)
+    }
+
+    pub(crate) fn next(&mut self) -> [u8; 4] {
+        // xorshift64*
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32).to_le_bytes()[..4]
+            .try_into()
+            .unwrap_or([0x5a; 4])
+    }
+}
+
+pub(crate) struct Conn {
+    pub(crate) sock: TcpStream,
+    pub(crate) state: State,
+    pub(crate) started: Instant,
+    rbuf: Vec<u8>,
+    rlen: usize,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    keys: KeyGen,
+    /// Reassembly of a fragmented message (servers under test rarely fragment).
+    frag: Option<(OpCode, Vec<u8>)>,
+}
+
+/// The handshake request for `path` on `host`.
+pub(crate) fn request(host: &str, path: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+impl Conn {
+    /// Starts a non-blocking connect from `bind` (any local port) and queues `req`.
+    pub(crate) fn connect(
+        addr: SocketAddr,
+        bind: Option<IpAddr>,
+        req: &[u8],
+        seed: u64,
+    ) -> io::Result<Conn> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_nonblocking(true)?;
+        socket.set_nodelay(true)?;
+        if let Some(ip) = bind {
+            socket.bind(&SocketAddr::new(ip, 0).into())?;
+        }
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(115) || e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        let std: std::net::TcpStream = socket.into();
+        Ok(Conn {
+            sock: TcpStream::from_std(std),
+            state: State::Handshaking,
+            started: Instant::now(),
+            rbuf: vec![0; 64 * 1024],
+            rlen: 0,
+            wbuf: req.to_vec(),
+            wpos: 0,
+            keys: KeyGen::new(seed),
+            frag: None,
+        })
+    }
+
+    /// Bytes queued and not yet written.
+    pub(crate) fn pending(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Queues one masked frame with a fresh key.
+    pub(crate) fn send(&mut self, op: OpCode, payload: &[u8]) {
+        let key = self.keys.next();
+        let header = FrameHeader::new(true, op, payload.len(), Some(key));
+        self.wbuf.extend_from_slice(header.as_bytes());
+        let start = self.wbuf.len();
+        self.wbuf.extend_from_slice(payload);
+        apply_mask(&mut self.wbuf[start..], key, 0);
+    }
+
+    /// Queues a masked frame whose payload is written in place by `fill` (no copy).
+    pub(crate) fn send_with(&mut self, op: OpCode, len: usize, fill: impl FnOnce(&mut [u8])) {
+        let key = self.keys.next();
+        let header = FrameHeader::new(true, op, len, Some(key));
+        self.wbuf.extend_from_slice(header.as_bytes());
+        let start = self.wbuf.len();
+        self.wbuf.resize(start + len, 0);
+        fill(&mut self.wbuf[start..]);
+        apply_mask(&mut self.wbuf[start..], key, 0);
+    }
+
+    /// Writes what is queued with one `write` call (or a few, if the kernel takes part).
+    /// `Ok(true)` when everything went out.
+    pub(crate) fn flush(&mut self) -> io::Result<bool> {
+        while self.wpos < self.wbuf.len() {
+            match self.sock.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        Ok(true)
+    }
+
+    /// Reads until the socket would block and hands every complete event to `on`.
+    /// Returns false once the peer closed TCP.
+    pub(crate) fn read(&mut self, mut on: impl FnMut(&mut Conn, Event<'_>)) -> io::Result<bool> {
+        loop {
+            if self.rlen == self.rbuf.len() {
+                let grow = self.rbuf.len();
+                self.rbuf.resize(grow * 2, 0);
+            }
+            match self.sock.read(&mut self.rbuf[self.rlen..]) {
+                Ok(0) => {
+                    self.state = State::Closed;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.rlen += n;
+                    self.process(&mut on)?;
+                    if self.state == State::Closed {
+                        return Ok(false);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn process(&mut self, on: &mut impl FnMut(&mut Conn, Event<'_>)) -> io::Result<()> {
+        let mut pos = 0;
+        if self.state == State::Handshaking {
+            let Some(end) = self.rbuf[..self.rlen]
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+            else {
+                if self.rlen > 16 * 1024 {
+                    return Err(io::Error::other("handshake response too large"));
+                }
+                return Ok(());
+            };
+            if !self.rbuf.starts_with(b"HTTP/1.1 101") {
+                let line = String::from_utf8_lossy(&self.rbuf[..end.min(80)]).into_owned();
+                return Err(io::Error::other(format!("handshake refused: {line}")));
+            }
+            pos = end + 4;
+            self.state = State::Open;
+            on(self, Event::Opened);
+        }
+        // Frames are scanned in place; `scratch` borrows the buffer out of `self` so the
+        // callback can queue replies on the same connection.
+        let mut buf = std::mem::take(&mut self.rbuf);
+        let result = self.scan(&mut buf, &mut pos, on);
+        let remaining = self.rlen - pos;
+        buf.copy_within(pos..self.rlen, 0);
+        self.rlen = remaining;
+        self.rbuf = buf;
+        result
+    }
+
+    fn scan(
+        &mut self,
+        buf: &mut [u8],
+        pos: &mut usize,
+        on: &mut impl FnMut(&mut Conn, Event<'_>),
+    ) -> io::Result<()> {
+        while self.state == State::Open {
+            let avail = &buf[*pos..self.rlen];
+            if avail.len() < 2 {
+                return Ok(());
+            }
+            let (b0, b1) = (avail[0], avail[1]);
+            if b1 & 0x80 != 0 {
+                return Err(io::Error::other("server sent a masked frame"));
+            }
+            let (len, head) = match b1 & 0x7f {
+                126 if avail.len() >= 4 => (u16::from_be_bytes([avail[2], avail[3]]) as usize, 4),
+                127 if avail.len() >= 10 => {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&avail[2..10]);
+                    (u64::from_be_bytes(b) as usize, 10)
+                }
+                126 | 127 => return Ok(()),
+                n => (n as usize, 2),
+            };
+            if avail.len() < head + len {
+                // Make room for the whole frame so the next reads can complete it.
+                if head + len > buf.len() {
+                    return Err(io::Error::other(format!(
+                        "frame of {len} bytes larger than the read buffer"
+                    )));
+                }
+                return Ok(());
+            }
+            let payload_at = *pos + head;
+            *pos += head + len;
+            let fin = b0 & 0x80 != 0;
+            let Some(op) = OpCode::from_u8(b0 & 0x0f) else {
+                return Err(io::Error::other("reserved opcode from server"));
+            };
+            let payload = &buf[payload_at..payload_at + len];
+            match op {
+                OpCode::Ping => {
+                    let mut copy = [0u8; 125];
+                    let n = payload.len().min(125);
+                    copy[..n].copy_from_slice(&payload[..n]);
+                    self.send(OpCode::Pong, &copy[..n]);
+                }
+                OpCode::Pong => {}
+                OpCode::Close => {
+                    self.state = State::Closed;
+                    on(self, Event::Close);
+                }
+                OpCode::Text | OpCode::Binary if fin => on(self, Event::Message(op, payload)),
+                OpCode::Text | OpCode::Binary => self.frag = Some((op, payload.to_vec())),
+                OpCode::Continuation => {
+                    let Some((first, mut data)) = self.frag.take() else {
+                        return Err(io::Error::other("continuation without a message"));
+                    };
+                    data.extend_from_slice(payload);
+                    if fin {
+                        on(self, Event::Message(first, &data));
+                    } else {
+                        self.frag = Some((first, data));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure the read buffer can hold a frame of `len` payload bytes.
+    pub(crate) fn reserve_frame(&mut self, len: usize) {
+        let need = len + 14;
+        if self.rbuf.len() < need * 2 {
+            self.rbuf.resize(need * 2, 0);
+        }
+    }
+}

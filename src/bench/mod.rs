@@ -1,0 +1,177 @@
+//! `switchboard bench`: a load generator for WebSocket servers (this one or any other).
+//!
+//! Owns the client side only: mio event loops, one per thread, driving connections that
+//! mask every frame with a fresh key, check every byte they get back, and account for
+//! every message (lost, corrupted, duplicated, reordered). It shares the `ws` frame
+//! vocabulary with the server but none of the server's code paths.
+
+mod conn;
+mod driver;
+mod modes;
+mod payload;
+mod report;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+pub use modes::{BroadcastArgs, ConnectArgs, EchoArgs, HoldArgs};
+
+/// Why a bench run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The URL is not `ws://host:port/path`.
+    #[error("bad url {0:?}: expected ws://host:port/path")]
+    Url(String),
+    /// `--bind-range` is not `A.B.C.D-A.B.C.E`.
+    #[error("bad --bind-range {0:?}: expected e.g. 127.0.0.1-127.0.0.20")]
+    BindRange(String),
+    /// The run needs more descriptors than the process may hold.
+    #[error(
+        "this run needs about {needed} file descriptors but the limit is {limit}; \
+         use fewer connections or raise the hard limit (ulimit -Hn)"
+    )]
+    TooManyConnections {
+        /// Descriptors the run needs.
+        needed: u64,
+        /// What the process may hold.
+        limit: u64,
+    },
+    /// An argument is out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// Setting up an event loop or thread failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Options every mode shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Server URL.
+    #[arg(long, default_value = "ws://127.0.0.1:9001/")]
+    pub url: String,
+    /// Client threads, each with its own event loop.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Measured time, in seconds (after the warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Warm-up, in seconds, excluded from rates and percentiles.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Rotate source addresses over this IPv4 range (e.g. 127.0.0.1-127.0.0.20), so one
+    /// run can open more connections than one address has ephemeral ports.
+    #[arg(long)]
+    pub bind_range: Option<String>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A parsed `ws://` URL.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) addr: SocketAddr,
+    pub(crate) host: String,
+    pub(crate) path: String,
+}
+
+impl CommonArgs {
+    pub(crate) fn target(&self, default_path: &str) -> Result<Target, BenchError> {
+        let rest = self
+            .url
+            .strip_prefix("ws://")
+            .ok_or_else(|| BenchError::Url(self.url.clone()))?;
+        let (host, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let path = if path == "/" { default_path } else { path };
+        let addr = host
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| BenchError::Url(self.url.clone()))?;
+        Ok(Target {
+            addr,
+            host: host.to_owned(),
+            path: path.to_owned(),
+        })
+    }
+
+    pub(crate) fn binds(&self) -> Result<Vec<IpAddr>, BenchError> {
+        let Some(range) = &self.bind_range else {
+            return Ok(Vec::new());
+        };
+        let err = || BenchError::BindRange(range.clone());
+        let (a, b) = range.split_once('-').ok_or_else(err)?;
+        let a: Ipv4Addr = a.trim().parse().map_err(|_| err())?;
+        let b: Ipv4Addr = b.trim().parse().map_err(|_| err())?;
+        let (a, b) = (u32::from(a), u32::from(b));
+        if b < a || b - a > 65_535 {
+            return Err(err());
+        }
+        Ok((a..=b).map(|ip| IpAddr::V4(Ipv4Addr::from(ip))).collect())
+    }
+
+    pub(crate) fn warmup(&self) -> Duration {
+        Duration::from_secs_f64(self.warmup.max(0.0))
+    }
+
+    pub(crate) fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.duration.max(0.1))
+    }
+
+    pub(crate) fn threads(&self) -> usize {
+        self.threads.max(1)
+    }
+}
+
+/// Raises the descriptor limit as far as allowed and checks `connections` fit.
+pub(crate) fn ensure_fds(connections: u64) -> Result<(), BenchError> {
+    let needed = connections + 64;
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    if needed > limit {
+        return Err(BenchError::TooManyConnections { needed, limit });
+    }
+    Ok(())
+}
+
+/// Runs a mode and prints its report; the exit status is non-zero when any message was
+/// lost, corrupted, duplicated or reordered, or connections failed.
+pub fn run(mode: BenchMode) -> Result<bool, BenchError> {
+    let report = match mode {
+        BenchMode::Echo(a) => modes::echo(a)?,
+        BenchMode::Broadcast(a) => modes::broadcast(a)?,
+        BenchMode::Connect(a) => modes::connect(a)?,
+        BenchMode::Hold(a) => modes::hold(a)?,
+    };
+    let (json, ok) = (
+        report.0,
+        report.1.stats.integrity_errors() == 0 && report.1.stats.conn_errors == 0,
+    );
+    if json {
+        println!("{}", report.1.to_json());
+    } else {
+        report.1.print_table();
+        if !ok {
+            println!("RESULT          FAILED: messages lost, corrupted, duplicated or reordered, or connections failed");
+        }
+    }
+    Ok(ok)
+}
+
+/// The bench modes.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchMode {
+    /// N connections × K messages in flight × S bytes; every echo checked byte for byte
+    /// and in order.
+    Echo(EchoArgs),
+    /// N subscribers, P publishers; deliveries/s, fan-out latency, gaps, duplicates, loss.
+    Broadcast(BroadcastArgs),
+    /// Handshakes per second with C in progress.
+    Connect(ConnectArgs),
+    /// Open N connections and keep them idle; with --server-pid, server memory per
+    /// connection.
+    Hold(HoldArgs),
+}

@@ -1,0 +1,118 @@
+//! Every bench mode runs against `switchboard echo` and reports a clean result.
+
+mod common;
+
+use std::process::Command;
+
+fn bench(args: &[&str]) -> (i32, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("bench")
+        .args(args)
+        .args(["--json", "--warmup", "0.2"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bad json ({e}): {} / {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), json)
+}
+
+#[test]
+fn broadcast_mode_accounts_for_every_delivery() {
+    let server = common::start_echo(common::config(2));
+    let url = format!("ws://{}/broadcast", server.local_addr());
+    let (code, json) = bench(&[
+        "broadcast",
+        "--url",
+        &url,
+        "--subscribers",
+        "20",
+        "--publishers",
+        "2",
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{json}");
+    let published = json["published"].as_u64().unwrap();
+    assert!(published > 0);
+    // Every one of the 22 connections gets every message: none lost.
+    assert_eq!(json["lost"], 0, "{json}");
+    assert_eq!(json["received"].as_u64().unwrap(), published * 22, "{json}");
+    server.stop();
+}
+
+#[test]
+fn broadcast_at_a_fixed_rate() {
+    let server = common::start_echo(common::config(1));
+    let url = format!("ws://{}/broadcast", server.local_addr());
+    let (code, json) = bench(&[
+        "broadcast",
+        "--url",
+        &url,
+        "--subscribers",
+        "5",
+        "--rate",
+        "200",
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{json}");
+    let published = json["published"].as_u64().unwrap();
+    // About 200/s for warm-up plus duration; a loose bound so load cannot flake it.
+    assert!((100..=400).contains(&published), "{json}");
+    server.stop();
+}
+
+#[test]
+fn connect_mode_counts_handshakes() {
+    let server = common::start_echo(common::config(1));
+    let url = format!("ws://{}/", server.local_addr());
+    let (code, json) = bench(&["connect", "--url", &url, "-c", "4", "--duration", "1"]);
+    assert_eq!(code, 0, "{json}");
+    assert!(json["completed"].as_u64().unwrap() > 10, "{json}");
+    server.stop();
+}
+
+#[test]
+fn hold_mode_opens_and_measures_memory() {
+    let server = common::start_echo(common::config(1));
+    let url = format!("ws://{}/", server.local_addr());
+    let pid = std::process::id().to_string();
+    let (code, json) = bench(&[
+        "hold",
+        "--url",
+        &url,
+        "-c",
+        "200",
+        "--duration",
+        "1.5",
+        "--server-pid",
+        &pid,
+    ]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["opened"], 200, "{json}");
+    assert!(json.get("server_bytes_per_conn").is_some(), "{json}");
+    server.stop();
+}
+
+#[test]
+fn a_run_over_the_descriptor_limit_is_refused_clearly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "bench",
+            "hold",
+            "--url",
+            "ws://127.0.0.1:1/",
+            "-c",
+            "5000000",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("file descriptors"), "{err}");
+}
