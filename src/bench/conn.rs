@@ -174,10 +174,15 @@ impl Conn {
                     return Ok(false);
                 }
                 Ok(n) => {
+                    let short = self.rlen + n < self.rbuf.len();
                     self.rlen += n;
                     self.process(&mut on)?;
                     if self.state == State::Closed {
                         return Ok(false);
+                    }
+                    // A short read drained the socket; new data raises a new edge.
+                    if short {
+                        return Ok(true);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),

@@ -146,6 +146,7 @@ struct EchoConn {
 }
 
 pub(crate) fn echo(a: EchoArgs) -> Result<(bool, Report), BenchError> {
+    let run_start = Instant::now();
     check_size(a.size)?;
     ensure_fds(a.connections as u64)?;
     let progress = Arc::new(Progress::default());
@@ -280,6 +281,7 @@ pub(crate) fn echo(a: EchoArgs) -> Result<(bool, Report), BenchError> {
             measured,
             stats,
             client_cpu: cpu_time(),
+            elapsed: run_start.elapsed(),
             extra: vec![
                 ("connections", a.connections.into()),
                 ("in_flight", a.in_flight.into()),
@@ -308,6 +310,7 @@ struct BcastConn {
 }
 
 pub(crate) fn broadcast(a: BroadcastArgs) -> Result<(bool, Report), BenchError> {
+    let run_start = Instant::now();
     check_size(a.size)?;
     if a.publishers == 0 {
         return Err(BenchError::Invalid(
@@ -514,6 +517,7 @@ pub(crate) fn broadcast(a: BroadcastArgs) -> Result<(bool, Report), BenchError> 
             measured: duration,
             stats,
             client_cpu: cpu_time(),
+            elapsed: run_start.elapsed(),
             extra: vec![
                 ("subscribers", a.subscribers.into()),
                 ("publishers", a.publishers.into()),
@@ -525,6 +529,7 @@ pub(crate) fn broadcast(a: BroadcastArgs) -> Result<(bool, Report), BenchError> 
 }
 
 pub(crate) fn connect(a: ConnectArgs) -> Result<(bool, Report), BenchError> {
+    let run_start = Instant::now();
     ensure_fds(a.concurrency as u64)?;
     let progress = Arc::new(Progress::default());
     let t0 = Instant::now();
@@ -595,6 +600,7 @@ pub(crate) fn connect(a: ConnectArgs) -> Result<(bool, Report), BenchError> {
             measured: a.common.duration(),
             stats,
             client_cpu: cpu_time(),
+            elapsed: run_start.elapsed(),
             extra: vec![("concurrency", a.concurrency.into())],
         },
     ))
@@ -610,6 +616,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 pub(crate) fn hold(a: HoldArgs) -> Result<(bool, Report), BenchError> {
+    let run_start = Instant::now();
     ensure_fds(a.connections as u64)?;
     let progress = Arc::new(Progress::default());
     let threads = a.common.threads();
@@ -722,6 +729,7 @@ pub(crate) fn hold(a: HoldArgs) -> Result<(bool, Report), BenchError> {
             measured: hold_for,
             stats,
             client_cpu: cpu_time(),
+            elapsed: run_start.elapsed(),
             extra,
         },
     ))

@@ -137,6 +137,8 @@ pub(crate) struct Report {
     pub(crate) measured: Duration,
     pub(crate) stats: Stats,
     pub(crate) client_cpu: Duration,
+    /// Wall time of the whole run (connecting, warm-up, measuring, draining).
+    pub(crate) elapsed: Duration,
     pub(crate) extra: Vec<(&'static str, serde_json::Value)>,
 }
 
@@ -178,6 +180,7 @@ impl Report {
                 "samples": s.latency_ns.len(),
             },
             "client_cpu_s": self.client_cpu.as_secs_f64(),
+            "elapsed_s": self.elapsed.as_secs_f64(),
         });
         if let Some(obj) = v.as_object_mut() {
             for (k, val) in &self.extra {
@@ -222,9 +225,10 @@ impl Report {
             println!("{k:<15} {v}");
         }
         println!(
-            "client CPU      {:.2} s ({:.0}% of one core)",
+            "client CPU      {:.2} s over {:.2} s ({:.0}% of one core)",
             self.client_cpu.as_secs_f64(),
-            self.client_cpu.as_secs_f64() / self.measured.as_secs_f64().max(1e-9) * 100.0
+            self.elapsed.as_secs_f64(),
+            self.client_cpu.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9) * 100.0
         );
     }
 }

@@ -268,13 +268,15 @@ impl Worker {
                             self.flush(slot);
                         }
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.read(slot);
+                            // A FIN or error seen with this event gets no second edge:
+                            // read until the socket says so.
+                            self.read(slot, ev.is_read_closed() || ev.is_error());
                         }
                     }
                 }
             }
             while let Some(slot) = self.resume.pop() {
-                self.read(slot);
+                self.read(slot, true);
             }
             self.flush_dirty();
 
@@ -394,7 +396,11 @@ impl Worker {
         }
     }
 
-    fn read(&mut self, slot: usize) {
+    /// Reads what the socket has. A read that returns less than the buffer drained the
+    /// socket (TCP hands over everything it has), and new data will raise a new edge, so
+    /// the loop stops there instead of paying a syscall for `WouldBlock`; with
+    /// `until_blocked` it reads on until the kernel says so (EOF must not be missed).
+    fn read(&mut self, slot: usize, until_blocked: bool) {
         let mut buf = std::mem::take(&mut self.read_buf);
         while let Some(conn) = self.conns.get_mut(slot) {
             if conn.read_paused {
@@ -420,6 +426,9 @@ impl Worker {
                         if conn.out.len() > self.config.write_high_water {
                             conn.read_paused = true;
                         }
+                    }
+                    if n < buf.len() && !until_blocked {
+                        break;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
