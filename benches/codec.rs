@@ -6,7 +6,8 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use switchboard::http::{parse_request, validate_upgrade, HttpLimits, Parsed, UpgradePolicy};
 use switchboard::ws::mask::{apply_mask, apply_mask_bytewise};
-use switchboard::ws::{encode_client_frame, Decoder, DecoderLimits, OpCode, Role};
+use switchboard::ws::utf8::Utf8Validator;
+use switchboard::ws::{encode_client_frame, encode_frame, Decoder, DecoderLimits, OpCode, Role};
 
 fn unmask(c: &mut Criterion) {
     let mut g = c.benchmark_group("unmask");
@@ -20,6 +21,76 @@ fn unmask(c: &mut Criterion) {
             b.iter(|| apply_mask_bytewise(black_box(&mut buf), [1, 2, 3, 4], 1))
         });
     }
+    g.finish();
+}
+
+fn unmask_alignments(c: &mut Criterion) {
+    // The word loop's head depends on the buffer's address: every start offset 0..8 of
+    // a 4 KiB payload, word-at-a-time against the byte-at-a-time baseline.
+    let mut g = c.benchmark_group("unmask_alignment_4096");
+    let mut backing = vec![0x5au8; 4096 + 8];
+    g.throughput(Throughput::Bytes(4096));
+    for start in 0..8usize {
+        g.bench_with_input(BenchmarkId::new("word", start), &start, |b, &st| {
+            b.iter(|| apply_mask(black_box(&mut backing[st..st + 4096]), [1, 2, 3, 4], 0))
+        });
+        g.bench_with_input(BenchmarkId::new("bytewise", start), &start, |b, &st| {
+            b.iter(|| apply_mask_bytewise(black_box(&mut backing[st..st + 4096]), [1, 2, 3, 4], 0))
+        });
+    }
+    g.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("encode");
+    for size in [16usize, 1024, 65536] {
+        let payload = vec![b'x'; size];
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(BenchmarkId::new("server_frame", size), &size, |b, _| {
+            b.iter(|| black_box(encode_frame(true, OpCode::Binary, black_box(&payload))))
+        });
+        g.bench_with_input(
+            BenchmarkId::new("client_frame_masked", size),
+            &size,
+            |b, _| {
+                b.iter(|| {
+                    black_box(encode_client_frame(
+                        true,
+                        OpCode::Binary,
+                        black_box(&payload),
+                        [1, 2, 3, 4],
+                    ))
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+fn utf8(c: &mut Criterion) {
+    let mut g = c.benchmark_group("utf8_validate_64KiB");
+    let text: Vec<u8> = "héllo wörld — ✓ 𝄞 plain ascii too "
+        .repeat(2048)
+        .into_bytes()[..65536]
+        .to_vec();
+    let valid_prefix = match std::str::from_utf8(&text) {
+        Ok(_) => text.len(),
+        Err(e) => e.valid_up_to(),
+    };
+    let text = &text[..valid_prefix];
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.bench_function("incremental_4KiB_chunks", |b| {
+        b.iter(|| {
+            let mut v = Utf8Validator::new();
+            for chunk in text.chunks(4096) {
+                v.feed(black_box(chunk)).unwrap();
+            }
+            v.finish().unwrap();
+        })
+    });
+    g.bench_function("std_from_utf8_whole", |b| {
+        b.iter(|| std::str::from_utf8(black_box(text)).unwrap().len())
+    });
     g.finish();
 }
 
@@ -66,5 +137,13 @@ fn handshake(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, unmask, decode, handshake);
+criterion_group!(
+    benches,
+    unmask,
+    unmask_alignments,
+    encode,
+    utf8,
+    decode,
+    handshake
+);
 criterion_main!(benches);

@@ -72,9 +72,11 @@ pub(crate) struct WorkerMetrics {
     pub(crate) dropped_stale: AtomicU64,
 }
 
-/// Adds to a single-writer counter.
+/// Adds to a counter. Each worker's counters have exactly one writer (the worker), so a
+/// plain load and store suffice: no locked read-modify-write on the hot path, and readers
+/// on other threads still see whole values.
 pub(crate) fn bump(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
 impl WorkerMetrics {

@@ -77,12 +77,14 @@ impl Driver {
     }
 
     /// One loop turn: waits up to `timeout`, then for each ready connection writes what
-    /// it has queued and reads everything available, handing events to `on`. Connections
-    /// that fail are reported through `on_fail` and removed.
+    /// it has queued and reads everything available, handing events to `on` with the time
+    /// the poll returned (one clock read per turn, not per message: everything read in
+    /// one turn arrived by then). Connections that fail are reported through `on_fail`
+    /// and removed.
     pub(crate) fn turn(
         &mut self,
         timeout: Duration,
-        mut on: impl FnMut(usize, &mut Conn, Event<'_>),
+        mut on: impl FnMut(usize, &mut Conn, Event<'_>, Instant),
         mut on_fail: impl FnMut(usize, &io::Error),
     ) -> io::Result<()> {
         if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
@@ -91,6 +93,7 @@ impl Driver {
             }
             return Err(e);
         }
+        let now = Instant::now();
         let ready: Vec<(usize, bool, bool)> = self
             .events
             .iter()
@@ -111,7 +114,7 @@ impl Driver {
                 result = conn.flush().map(|_| true);
             }
             if readable && result.is_ok() {
-                result = conn.read(|c, ev| on(idx, c, ev));
+                result = conn.read(|c, ev| on(idx, c, ev, now));
                 if result.is_ok() {
                     result = conn.flush().map(|_| true);
                 }

@@ -189,19 +189,21 @@ pub(crate) fn echo(a: EchoArgs) -> Result<(bool, Report), BenchError> {
             let mut failed = Vec::new();
             let res = d.turn(
                 Duration::from_millis(5),
-                |idx, c, ev| {
+                |idx, c, ev, now| {
                     let ec = &mut conns[idx];
+                    let now_ns = (now - t0).as_nanos() as u64;
+                    let sending = now < send_end;
                     match ev {
                         Event::Opened => {
                             ec.open = true;
                             p.open.fetch_add(1, Ordering::Relaxed);
-                            if Instant::now() < send_end {
+                            if sending {
                                 for _ in 0..in_flight {
                                     let seq = ec.next_seq;
                                     ec.next_seq += 1;
                                     let id = ec.id;
                                     c.send_with(OpCode::Binary, size, |b| {
-                                        payload::write(b, id, seq, ns_since(t0))
+                                        payload::write(b, id, seq, now_ns)
                                     });
                                     s.sent += 1;
                                     outstanding += 1;
@@ -209,7 +211,6 @@ pub(crate) fn echo(a: EchoArgs) -> Result<(bool, Report), BenchError> {
                             }
                         }
                         Event::Message(op, data) => {
-                            let now_ns = ns_since(t0);
                             s.received += 1;
                             match payload::check(data, size).filter(|_| op == OpCode::Binary) {
                                 Some((src, seq, sent_ns)) if src == ec.id => {
@@ -230,12 +231,12 @@ pub(crate) fn echo(a: EchoArgs) -> Result<(bool, Report), BenchError> {
                                     outstanding = outstanding.saturating_sub(1);
                                 }
                             }
-                            if Instant::now() < send_end {
+                            if sending {
                                 let seq = ec.next_seq;
                                 ec.next_seq += 1;
                                 let id = ec.id;
                                 c.send_with(OpCode::Binary, size, |b| {
-                                    payload::write(b, id, seq, ns_since(t0))
+                                    payload::write(b, id, seq, now_ns)
                                 });
                                 s.sent += 1;
                                 outstanding += 1;
@@ -443,7 +444,7 @@ pub(crate) fn broadcast(a: BroadcastArgs) -> Result<(bool, Report), BenchError> 
             };
             let res = d.turn(
                 timeout,
-                |idx, c, ev| {
+                |idx, c, ev, now| {
                     let bc = &mut conns[idx];
                     match ev {
                         Event::Opened => {
@@ -452,7 +453,7 @@ pub(crate) fn broadcast(a: BroadcastArgs) -> Result<(bool, Report), BenchError> 
                             p.open.fetch_add(1, Ordering::Relaxed);
                         }
                         Event::Message(op, data) => {
-                            let now_ns = ns_since(t0);
+                            let now_ns = (now - t0).as_nanos() as u64;
                             s.received += 1;
                             match payload::check(data, size).filter(|_| op == OpCode::Binary) {
                                 Some((src, seq, sent_ns)) if (src as usize) < pubs => {
@@ -558,9 +559,8 @@ pub(crate) fn connect(a: ConnectArgs) -> Result<(bool, Report), BenchError> {
             let mut failed = Vec::new();
             let res = d.turn(
                 Duration::from_millis(5),
-                |idx, c, ev| {
+                |idx, c, ev, now| {
                     if let Event::Opened = ev {
-                        let now = Instant::now();
                         if c.started >= warm_end && now < end {
                             s.completed += 1;
                             s.record_latency((now - c.started).as_nanos() as u64);
@@ -652,7 +652,7 @@ pub(crate) fn hold(a: HoldArgs) -> Result<(bool, Report), BenchError> {
             let mut failed = 0;
             let res = d.turn(
                 Duration::from_millis(10),
-                |_, c, ev| match ev {
+                |_, c, ev, _| match ev {
                     Event::Opened => {
                         handshaking -= 1;
                         s.completed += 1;

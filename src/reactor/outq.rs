@@ -15,6 +15,9 @@ use crate::ws::{FrameHeader, OpCode};
 /// less than an extra iovec entry.
 const COPY_THRESHOLD: usize = 1024;
 
+/// Small frames are coalesced into one buffer up to this size.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
 /// Most buffers handed to one `writev` call (Linux allows 1024).
 const MAX_IOVECS: usize = 64;
 
@@ -83,7 +86,17 @@ impl OutQueue {
         let header = FrameHeader::new(true, opcode, payload.len(), None);
         self.len += header.as_bytes().len() + payload.len();
         if payload.len() <= COPY_THRESHOLD {
-            let mut buf = Vec::with_capacity(header.as_bytes().len() + payload.len());
+            // Small frames are appended to the tail buffer when there is one, so a burst
+            // of replies costs one allocation and one iovec, not one of each per frame.
+            // Appending to the chunk being written is fine: only its end moves.
+            if let Some(Chunk::Owned(tail)) = self.chunks.back_mut() {
+                if tail.len() + header.as_bytes().len() + payload.len() <= COALESCE_LIMIT {
+                    tail.extend_from_slice(header.as_bytes());
+                    tail.extend_from_slice(&payload);
+                    return;
+                }
+            }
+            let mut buf = Vec::with_capacity((header.as_bytes().len() + payload.len()).max(256));
             buf.extend_from_slice(header.as_bytes());
             buf.extend_from_slice(&payload);
             self.chunks.push_back(Chunk::Owned(buf));

@@ -976,9 +976,7 @@ impl Worker {
         let mut conn = self.conns.remove(slot);
         let _ = self.poll.registry().deregister(&mut conn.sock);
         self.admission.released(conn.ip);
-        self.metrics
-            .connections_open
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        bump(&self.metrics.connections_open, u64::MAX); // wrapping: minus one
         tracing::debug!(worker = self.index, slot, "connection dropped");
         if let Phase::Open(mut open) = conn.phase {
             let id = ConnId::new(self.index, slot as u32, conn.generation);
