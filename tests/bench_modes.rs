@@ -116,3 +116,44 @@ fn a_run_over_the_descriptor_limit_is_refused_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("file descriptors"), "{err}");
 }
+
+#[test]
+fn bind_range_spreads_connections_over_source_addresses() {
+    // Two connections per client address at most: 6 connections only fit if they come
+    // from three addresses.
+    let server = common::start_echo(switchboard::Config {
+        max_connections_per_ip: 2,
+        ..common::config(1)
+    });
+    let url = format!("ws://{}/", server.local_addr());
+    let (code, json) = bench(&[
+        "echo",
+        "--url",
+        &url,
+        "-c",
+        "6",
+        "-k",
+        "2",
+        "--duration",
+        "0.5",
+        "--bind-range",
+        "127.0.0.1-127.0.0.3",
+    ]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["connection_errors"], 0, "{json}");
+    // Without rotation the same run is refused past the per-address limit.
+    let (code, json) = bench(&[
+        "echo",
+        "--url",
+        &url,
+        "-c",
+        "6",
+        "-k",
+        "2",
+        "--duration",
+        "0.5",
+    ]);
+    assert_eq!(code, 1, "{json}");
+    assert!(json["connection_errors"].as_u64().unwrap() >= 4, "{json}");
+    server.stop();
+}
