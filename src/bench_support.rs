@@ -1,5 +1,6 @@
 //! Internals exposed for `benches/` only; not part of the API and not semver-stable.
 
+pub use crate::bench::conn::{next_frame, RawFrame};
 use crate::handler::Message;
 use crate::hub::encode_shared;
 use crate::reactor::OutQueue;

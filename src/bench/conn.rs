@@ -79,6 +79,63 @@ pub(crate) fn request(host: &str, path: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The largest frame the client accepts from a server; the read buffer grows (by doubling
+/// when full) up to this.
+const MAX_FRAME: usize = 64 << 20;
+
+/// The header of a complete server frame at the start of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawFrame {
+    /// FIN bit.
+    pub fin: bool,
+    /// Opcode.
+    pub op: OpCode,
+    /// Header length; the payload starts here.
+    pub head: usize,
+    /// Payload length.
+    pub len: usize,
+}
+
+/// Parses the next server frame in `avail`: `Ok(None)` until the whole frame (header and
+/// payload) is there. `capacity` is the most a frame may occupy; a larger frame, a masked
+/// frame or a reserved opcode is an error. Pure, so it is fuzzed
+/// (`fuzz/fuzz_targets/client_frames.rs`).
+pub fn next_frame(avail: &[u8], capacity: usize) -> Result<Option<RawFrame>, String> {
+    if avail.len() < 2 {
+        return Ok(None);
+    }
+    let (b0, b1) = (avail[0], avail[1]);
+    if b1 & 0x80 != 0 {
+        return Err("server sent a masked frame".into());
+    }
+    let op = OpCode::from_u8(b0 & 0x0f).ok_or("reserved opcode from server")?;
+    let (len, head) = match b1 & 0x7f {
+        126 if avail.len() >= 4 => (u16::from_be_bytes([avail[2], avail[3]]) as u64, 4),
+        127 if avail.len() >= 10 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&avail[2..10]);
+            (u64::from_be_bytes(b), 10)
+        }
+        126 | 127 => return Ok(None),
+        n => (n as u64, 2),
+    };
+    if len > (capacity.saturating_sub(head)) as u64 {
+        return Err(format!(
+            "frame of {len} bytes over the client's limit of {capacity}"
+        ));
+    }
+    let len = len as usize;
+    if avail.len() < head + len {
+        return Ok(None);
+    }
+    Ok(Some(RawFrame {
+        fin: b0 & 0x80 != 0,
+        op,
+        head,
+        len,
+    }))
+}
+
 impl Conn {
     /// Starts a non-blocking connect from `bind` (any local port) and queues `req`.
     pub(crate) fn connect(
@@ -234,35 +291,14 @@ impl Conn {
             if avail.len() < 2 {
                 return Ok(());
             }
-            let (b0, b1) = (avail[0], avail[1]);
-            if b1 & 0x80 != 0 {
-                return Err(io::Error::other("server sent a masked frame"));
-            }
-            let (len, head) = match b1 & 0x7f {
-                126 if avail.len() >= 4 => (u16::from_be_bytes([avail[2], avail[3]]) as usize, 4),
-                127 if avail.len() >= 10 => {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(&avail[2..10]);
-                    (u64::from_be_bytes(b) as usize, 10)
-                }
-                126 | 127 => return Ok(()),
-                n => (n as usize, 2),
+            let frame = match next_frame(avail, MAX_FRAME) {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(io::Error::other(e)),
             };
-            if avail.len() < head + len {
-                // Make room for the whole frame so the next reads can complete it.
-                if head + len > buf.len() {
-                    return Err(io::Error::other(format!(
-                        "frame of {len} bytes larger than the read buffer"
-                    )));
-                }
-                return Ok(());
-            }
-            let payload_at = *pos + head;
-            *pos += head + len;
-            let fin = b0 & 0x80 != 0;
-            let Some(op) = OpCode::from_u8(b0 & 0x0f) else {
-                return Err(io::Error::other("reserved opcode from server"));
-            };
+            let payload_at = *pos + frame.head;
+            *pos += frame.head + frame.len;
+            let (fin, op, len) = (frame.fin, frame.op, frame.len);
             let payload = &buf[payload_at..payload_at + len];
             match op {
                 OpCode::Ping => {

@@ -5,7 +5,7 @@
 //! every message (lost, corrupted, duplicated, reordered). It shares the `ws` frame
 //! vocabulary with the server but none of the server's code paths.
 
-mod conn;
+pub(crate) mod conn;
 mod driver;
 mod modes;
 mod payload;
