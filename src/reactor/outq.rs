@@ -145,11 +145,11 @@ impl OutQueue {
                 Err(e) => return Err(e),
             }
         }
-        // Give back the deque's memory once a burst is over, so idle connections hold
-        // no buffers.
-        if self.chunks.capacity() > 16 {
-            self.chunks = VecDeque::new();
-        }
+        // Give back the deque's memory once a burst is over, so an idle connection holds
+        // no buffer at all (keeping even a small one cost ~140 bytes per idle connection,
+        // a quarter of its footprint; the allocation per burst does not show next to the
+        // syscalls of that burst).
+        self.chunks = VecDeque::new();
         Ok((true, total))
     }
 
