@@ -165,6 +165,15 @@ impl Config {
         if self.max_frame_size == 0 || self.max_message_size == 0 {
             return bad("max_frame_size and max_message_size must be positive");
         }
+        // Queue lengths are kept in 32 bits (idle connections stay small): each of these
+        // is capped at 1 GiB so a queue (limit plus one message) stays under 4 GiB.
+        const GIB: usize = 1 << 30;
+        if self.max_message_size > GIB || self.max_frame_size > GIB {
+            return bad("max_message_size and max_frame_size must be at most 1 GiB");
+        }
+        if self.max_queued_bytes > GIB || self.write_high_water > GIB {
+            return bad("max_queued_bytes and write_high_water must be at most 1 GiB");
+        }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");
         }

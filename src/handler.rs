@@ -74,15 +74,15 @@ pub enum ConnError {
 /// read them in later events.
 #[derive(Default)]
 pub struct Attributes {
-    // A few entries at most in practice: a vector beats a hash map and costs nothing
-    // while empty.
-    entries: Vec<(TypeId, Box<dyn Any + Send>)>,
+    // A few entries at most in practice: a vector beats a hash map. Boxed and created on
+    // first insert, so a connection without attributes pays one pointer for them.
+    entries: Option<Box<Vec<(TypeId, Box<dyn Any + Send>)>>>,
 }
 
 impl fmt::Debug for Attributes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Attributes")
-            .field("len", &self.entries.len())
+            .field("len", &self.entries.as_ref().map_or(0, |e| e.len()))
             .finish()
     }
 }
@@ -92,7 +92,9 @@ impl Attributes {
     pub fn insert<T: Any + Send>(&mut self, value: T) -> Option<T> {
         let id = TypeId::of::<T>();
         let old = self.remove::<T>();
-        self.entries.push((id, Box::new(value)));
+        self.entries
+            .get_or_insert_with(Default::default)
+            .push((id, Box::new(value)));
         old
     }
 
@@ -100,6 +102,7 @@ impl Attributes {
     pub fn get<T: Any + Send>(&self) -> Option<&T> {
         let id = TypeId::of::<T>();
         self.entries
+            .as_ref()?
             .iter()
             .find(|(t, _)| *t == id)
             .and_then(|(_, v)| v.downcast_ref())
@@ -109,6 +112,7 @@ impl Attributes {
     pub fn get_mut<T: Any + Send>(&mut self) -> Option<&mut T> {
         let id = TypeId::of::<T>();
         self.entries
+            .as_mut()?
             .iter_mut()
             .find(|(t, _)| *t == id)
             .and_then(|(_, v)| v.downcast_mut())
@@ -117,9 +121,32 @@ impl Attributes {
     /// Removes and returns the value of type `T`.
     pub fn remove<T: Any + Send>(&mut self) -> Option<T> {
         let id = TypeId::of::<T>();
-        let pos = self.entries.iter().position(|(t, _)| *t == id)?;
-        let (_, v) = self.entries.swap_remove(pos);
+        let entries = self.entries.as_mut()?;
+        let pos = entries.iter().position(|(t, _)| *t == id)?;
+        let (_, v) = entries.swap_remove(pos);
+        if entries.is_empty() {
+            self.entries = None;
+        }
         v.downcast().ok().map(|b| *b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_by_type() {
+        let mut a = Attributes::default();
+        assert_eq!(a.get::<u32>(), None);
+        assert_eq!(a.insert(7u32), None);
+        assert_eq!(a.insert(String::from("x")), None);
+        assert_eq!(a.insert(8u32), Some(7));
+        *a.get_mut::<u32>().unwrap() += 1;
+        assert_eq!(a.get::<u32>(), Some(&9));
+        assert_eq!(a.remove::<String>(), Some("x".into()));
+        assert_eq!(a.remove::<u32>(), Some(9));
+        assert!(a.entries.is_none());
     }
 }
 

@@ -51,9 +51,10 @@ impl Chunk {
 pub struct OutQueue {
     chunks: VecDeque<Chunk>,
     /// Bytes of the first chunk already written.
-    head_written: usize,
-    /// Bytes queued and not yet written.
-    len: usize,
+    head_written: u32,
+    /// Bytes queued and not yet written. `u32` keeps idle connections small; the config
+    /// caps message and queue sizes at 1 GiB each, so a queue stays under 4 GiB.
+    len: u32,
 }
 
 impl OutQueue {
@@ -63,7 +64,7 @@ impl OutQueue {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     /// Queues raw bytes (an HTTP response).
@@ -71,20 +72,20 @@ impl OutQueue {
         if bytes.is_empty() {
             return;
         }
-        self.len += bytes.len();
+        self.len += bytes.len() as u32;
         self.chunks.push_back(Chunk::Owned(bytes));
     }
 
     /// Queues a whole frame already encoded and shared with other connections.
     pub(crate) fn push_shared(&mut self, frame: Arc<[u8]>) {
-        self.len += frame.len();
+        self.len += frame.len() as u32;
         self.chunks.push_back(Chunk::Shared(frame));
     }
 
     /// Queues one unmasked frame with `payload`.
     pub(crate) fn push_frame(&mut self, opcode: OpCode, payload: Vec<u8>) {
         let header = FrameHeader::new(true, opcode, payload.len(), None);
-        self.len += header.as_bytes().len() + payload.len();
+        self.len += (header.as_bytes().len() + payload.len()) as u32;
         if payload.len() <= COPY_THRESHOLD {
             // Small frames are appended to the tail buffer when there is one, so a burst
             // of replies costs one allocation and one iovec, not one of each per frame.
@@ -119,7 +120,8 @@ impl OutQueue {
             keep = i + 1;
         }
         self.chunks.truncate(keep);
-        self.len = self.chunks.iter().map(|c| c.bytes().len()).sum::<usize>() - self.head_written;
+        let total: usize = self.chunks.iter().map(|c| c.bytes().len()).sum();
+        self.len = (total - self.head_written as usize) as u32;
     }
 
     /// Writes as much as the socket takes: whether the queue is now empty (else the
@@ -131,7 +133,11 @@ impl OutQueue {
             let mut n = 0;
             for (i, c) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
                 let b = c.bytes();
-                slices[n] = IoSlice::new(if i == 0 { &b[self.head_written..] } else { b });
+                slices[n] = IoSlice::new(if i == 0 {
+                    &b[self.head_written as usize..]
+                } else {
+                    b
+                });
                 n += 1;
             }
             match w.write_vectored(&slices[..n]) {
@@ -154,18 +160,18 @@ impl OutQueue {
     }
 
     fn advance(&mut self, mut written: usize) {
-        self.len -= written;
+        self.len -= written as u32;
         while written > 0 {
             let Some(front) = self.chunks.front() else {
                 break;
             };
-            let left = front.bytes().len() - self.head_written;
+            let left = front.bytes().len() - self.head_written as usize;
             if written >= left {
                 written -= left;
                 self.head_written = 0;
                 self.chunks.pop_front();
             } else {
-                self.head_written += written;
+                self.head_written += written as u32;
                 written = 0;
             }
         }

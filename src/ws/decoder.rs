@@ -72,8 +72,53 @@ enum State {
 }
 
 /// Incremental decoder; see the module docs for its states.
+///
+/// Between reads an idle decoder (no partial frame, no open message) holds no state but
+/// its role and limits: the working state lives in a box that is created when bytes
+/// arrive and released when a read leaves nothing partial, so an idle connection does
+/// not pay for it.
 #[derive(Debug)]
 pub struct Decoder {
+    role: Role,
+    limits: DecoderLimits,
+    state: Option<Box<DecoderState>>,
+}
+
+impl Decoder {
+    /// A decoder for `role` with `limits`.
+    pub fn new(role: Role, limits: DecoderLimits) -> Self {
+        Decoder {
+            role,
+            limits,
+            state: None,
+        }
+    }
+
+    /// True when no partial frame or message is held.
+    pub fn is_idle(&self) -> bool {
+        self.state.as_ref().is_none_or(|s| s.is_idle())
+    }
+
+    /// Consumes bytes from the front of `input` until one frame completes something the
+    /// caller must see, or `input` is empty (`Ok(None)`). Call again with the rest.
+    pub fn decode(&mut self, input: &mut &[u8]) -> Result<Option<Incoming>, ProtocolError> {
+        let (role, limits) = (self.role, self.limits);
+        let state = self
+            .state
+            .get_or_insert_with(|| Box::new(DecoderState::new(role, limits)));
+        let result = state.decode(input);
+        // Only when the input is used up: a caller looping over one read's messages
+        // keeps the box for all of them.
+        if matches!(result, Ok(None)) && state.is_idle() {
+            self.state = None;
+        }
+        result
+    }
+}
+
+/// The decoder's working state, boxed while bytes are in flight.
+#[derive(Debug)]
+struct DecoderState {
     role: Role,
     limits: DecoderLimits,
     state: State,
@@ -93,10 +138,9 @@ pub struct Decoder {
     control: Vec<u8>,
 }
 
-impl Decoder {
-    /// A decoder for `role` with `limits`.
-    pub fn new(role: Role, limits: DecoderLimits) -> Self {
-        Decoder {
+impl DecoderState {
+    fn new(role: Role, limits: DecoderLimits) -> Self {
+        DecoderState {
             role,
             limits,
             state: State::Header,
@@ -115,15 +159,14 @@ impl Decoder {
         }
     }
 
-    /// True when no partial frame or message is held, so the decoder owns no buffers
-    /// worth keeping.
-    pub fn is_idle(&self) -> bool {
-        self.state == State::Header && self.header_len == 0 && self.message.is_none()
+    fn is_idle(&self) -> bool {
+        self.state == State::Header
+            && self.header_len == 0
+            && self.message.is_none()
+            && self.failed.is_none()
     }
 
-    /// Consumes bytes from the front of `input` until one frame completes something the
-    /// caller must see, or `input` is empty (`Ok(None)`). Call again with the rest.
-    pub fn decode(&mut self, input: &mut &[u8]) -> Result<Option<Incoming>, ProtocolError> {
+    fn decode(&mut self, input: &mut &[u8]) -> Result<Option<Incoming>, ProtocolError> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
