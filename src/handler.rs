@@ -76,8 +76,11 @@ pub enum ConnError {
 pub struct Attributes {
     // A few entries at most in practice: a vector beats a hash map. Boxed and created on
     // first insert, so a connection without attributes pays one pointer for them.
-    entries: Option<Box<Vec<(TypeId, Box<dyn Any + Send>)>>>,
+    entries: Option<Box<Vec<Entry>>>,
 }
+
+/// One attribute: its type and its value.
+type Entry = (TypeId, Box<dyn Any + Send>);
 
 impl fmt::Debug for Attributes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
