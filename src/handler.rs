@@ -76,6 +76,8 @@ pub enum ConnError {
 pub struct Attributes {
     // A few entries at most in practice: a vector beats a hash map. Boxed and created on
     // first insert, so a connection without attributes pays one pointer for them.
+    // The box is the point: 8 bytes per connection instead of a `Vec`'s 24.
+    #[allow(clippy::box_collection)]
     entries: Option<Box<Vec<Entry>>>,
 }
 

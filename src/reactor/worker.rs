@@ -61,6 +61,8 @@ struct OpenState {
     /// Shared with every connection on the same path (see `Worker::intern_path`).
     path: Arc<str>,
     attributes: Attributes,
+    // Boxed on purpose: 8 bytes per connection instead of a `Vec`'s 24 while unused.
+    #[allow(clippy::box_collection)]
     groups: Option<Box<Vec<Arc<str>>>>,
 }
 
