@@ -174,6 +174,9 @@ impl Config {
         if self.max_queued_bytes > GIB || self.write_high_water > GIB {
             return bad("max_queued_bytes and write_high_water must be at most 1 GiB");
         }
+        if self.subprotocols.len() > 255 {
+            return bad("at most 255 subprotocols");
+        }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");
         }
