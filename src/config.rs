@@ -29,6 +29,9 @@ pub struct Config {
     pub max_handshake_bytes: usize,
     /// Most request header lines. Default 64; more → 431.
     pub max_headers: usize,
+    /// Largest body of a plain HTTP request (the push API's JSON). Default 64 KiB;
+    /// larger → 413.
+    pub max_body_bytes: usize,
     /// A client that has not finished its handshake by then is disconnected. Default 10 s.
     pub handshake_timeout_ms: u64,
     /// Largest frame payload. Default 16 MiB; larger → close 1009.
@@ -82,6 +85,7 @@ impl Default for Config {
             backlog: 1024,
             max_handshake_bytes: http.max_handshake_bytes,
             max_headers: http.max_headers,
+            max_body_bytes: 64 * 1024,
             handshake_timeout_ms: 10_000,
             max_frame_size: dec.max_frame_size,
             max_message_size: dec.max_message_size,

@@ -70,7 +70,10 @@ impl Server {
                 fallback: None,
                 http: vec![(
                     "/healthz".to_owned(),
-                    Arc::new(|_: &Request, _: &Hub| HttpResponse::text(200, "ok\n")),
+                    Arc::new(|req: &Request, _: &Hub| match req.method.as_str() {
+                        "GET" | "HEAD" => HttpResponse::text(200, "ok\n"),
+                        _ => HttpResponse::text(405, "use GET\n").header("Allow", "GET, HEAD"),
+                    }),
                 )],
             },
         }

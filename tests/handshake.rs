@@ -9,6 +9,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use common::*;
+use switchboard::http::HttpResponse;
 use switchboard::{Config, Context, Handler, Message, Server};
 use tungstenite::client::IntoClientRequest;
 
@@ -200,5 +201,39 @@ fn frames_sent_right_behind_the_request_are_not_lost() {
         head.push(b[0]);
     }
     assert_eq!(read_server_frame(&mut s), (0x81, b"early".to_vec()));
+    server.stop();
+}
+
+#[test]
+fn plain_http_routes_get_their_body() {
+    let server = start(
+        Server::builder()
+            .config(Config {
+                max_body_bytes: 100,
+                ..config(1)
+            })
+            .http_route("/len", |req, _hub| {
+                HttpResponse::text(200, format!("{} {}\n", req.method, req.body.len()))
+            }),
+    );
+    let addr = server.local_addr();
+    // The body arrives in a later write than the head.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello")
+        .unwrap();
+    sleep(Duration::from_millis(50));
+    s.write_all(b" world").unwrap();
+    let resp = read_to_close(&mut s);
+    assert!(resp.ends_with("\r\n\r\nPOST 11\n"), "{resp}");
+    let big = format!(
+        "POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n{}",
+        "x".repeat(101)
+    );
+    assert_rejected(&raw_exchange(addr, big.as_bytes()), "413");
+    let chunked = "POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    assert_rejected(&raw_exchange(addr, chunked.as_bytes()), "411");
+    let healthz_post = "POST /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_rejected(&raw_exchange(addr, healthz_post.as_bytes()), "405");
     server.stop();
 }

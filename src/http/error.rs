@@ -40,6 +40,12 @@ pub enum HandshakeError {
     /// `Origin` is not in the configured allow-list. 403.
     #[error("origin {0} is not allowed")]
     OriginNotAllowed(String),
+    /// A plain request's body is larger than `max_body_bytes`. 413.
+    #[error("request body exceeds {0} bytes")]
+    BodyTooLarge(usize),
+    /// A chunked (or otherwise length-less) request body. 411.
+    #[error("a Content-Length is required")]
+    LengthRequired,
     /// The server is at `max_connections` (or the client at `max_connections_per_ip`),
     /// or shutting down. 503.
     #[error("server is not accepting connections: {0}")]
@@ -55,6 +61,8 @@ impl HandshakeError {
             HandshakeError::NotFound(_) => 404,
             HandshakeError::OriginNotAllowed(_) => 403,
             HandshakeError::Unavailable(_) => 503,
+            HandshakeError::BodyTooLarge(_) => 413,
+            HandshakeError::LengthRequired => 411,
             _ => 400,
         }
     }

@@ -12,7 +12,7 @@ mod response;
 mod upgrade;
 
 pub use error::HandshakeError;
-pub use request::{parse_request, HttpLimits, Parsed, Request};
+pub use request::{parse_request, percent_decode, HttpLimits, Parsed, Request};
 pub use response::{accept_key, HttpResponse};
 pub use upgrade::{
     check_request_line, is_upgrade_request, validate_upgrade, Upgrade, UpgradePolicy,

@@ -33,6 +33,8 @@ pub struct Request {
     pub version: u8,
     /// Header names as sent, with their raw values, in order.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The body of a plain HTTP request (up to `max_body_bytes`); empty for an upgrade.
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -43,6 +45,41 @@ impl Request {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
             .map(str::trim)
+    }
+
+    /// The first query parameter `name`, percent-decoded (`?accessToken=%E8%8A%8B` gives
+    /// `芋`). `None` if absent or not valid UTF-8 once decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.as_deref()?.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k)? == name)
+                .then(|| percent_decode(v))
+                .flatten()
+        })
+    }
+
+    /// The body length a plain request announces with `Content-Length` (0 without one).
+    /// Chunked bodies are refused (411): every client that matters here sends a length.
+    pub fn content_length(&self, max: usize) -> Result<usize, HandshakeError> {
+        if self.header("Transfer-Encoding").is_some() {
+            return Err(HandshakeError::LengthRequired);
+        }
+        let mut lengths = self.headers_all("Content-Length");
+        let Some(v) = lengths.next() else {
+            return Ok(0);
+        };
+        if lengths.next().is_some() {
+            return Err(HandshakeError::Malformed(
+                "more than one Content-Length".into(),
+            ));
+        }
+        let n: usize = v
+            .parse()
+            .map_err(|_| HandshakeError::Malformed("invalid Content-Length".into()))?;
+        if n > max {
+            return Err(HandshakeError::BodyTooLarge(max));
+        }
+        Ok(n)
     }
 
     /// Every header named `name` (case-insensitive) that is valid UTF-8.
@@ -61,6 +98,33 @@ impl Request {
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     }
+}
+
+/// Decodes `%XX` escapes and `+` (as a space, the form encoding browsers use in query
+/// strings). `None` for a bad escape or bytes that are not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The result of looking at the bytes received so far.
@@ -115,6 +179,7 @@ pub fn parse_request(buf: &[u8], limits: &HttpLimits) -> Result<Parsed, Handshak
                     .iter()
                     .map(|h| (h.name.to_owned(), h.value.to_vec()))
                     .collect(),
+                body: Vec::new(),
             };
             Ok(Parsed::Complete { request, consumed })
         }

@@ -82,6 +82,9 @@ const MAX_INTERNED_PATHS: usize = 1024;
 
 enum Phase {
     Handshake(Vec<u8>),
+    /// A plain HTTP request whose body is still arriving: the request so far and the
+    /// body length it announced.
+    Body(Box<(Request, usize)>),
     Open(Box<OpenState>),
     Closing,
 }
@@ -521,20 +524,59 @@ impl Worker {
                     Err(e) => self.reject(slot, e),
                 }
             }
+            Phase::Body(pending) => {
+                let (req, need) = &mut **pending;
+                let take = (*need - req.body.len()).min(data.len());
+                req.body.extend_from_slice(&data[..take]);
+                if req.body.len() == *need {
+                    let Phase::Body(pending) = std::mem::replace(&mut conn.phase, Phase::Closing)
+                    else {
+                        return;
+                    };
+                    self.serve_http(slot, pending.0);
+                }
+            }
             Phase::Open(_) => self.on_frames(slot, data),
             Phase::Closing => {}
         }
     }
 
+    /// A plain request for an HTTP route: read its body (if it has one), then answer.
+    fn start_http(&mut self, slot: usize, mut req: Request, rest: &[u8]) {
+        if req.version < 1 {
+            return self.reject(slot, HandshakeError::BadVersion(req.version));
+        }
+        if req.header("Host").is_none() {
+            return self.reject(slot, HandshakeError::MissingHost);
+        }
+        let need = match req.content_length(self.config.max_body_bytes) {
+            Ok(n) => n,
+            Err(e) => return self.reject(slot, e),
+        };
+        let take = need.min(rest.len());
+        req.body.extend_from_slice(&rest[..take]);
+        if req.body.len() == need {
+            return self.serve_http(slot, req);
+        }
+        if let Some(conn) = self.conns.get_mut(slot) {
+            conn.phase = Phase::Body(Box::new((req, need)));
+        }
+    }
+
+    fn serve_http(&mut self, slot: usize, req: Request) {
+        let Some(route) = self.router.http_route(&req.path) else {
+            return self.reject(slot, HandshakeError::NotFound(req.path));
+        };
+        let resp = route(&req, &self.hub);
+        self.respond_and_close(slot, resp.to_bytes());
+    }
+
     fn on_request(&mut self, slot: usize, req: Request, rest: &[u8]) {
+        if !is_upgrade_request(&req) && self.router.http_route(&req.path).is_some() {
+            return self.start_http(slot, req, rest);
+        }
         if let Err(e) = check_request_line(&req) {
             return self.reject(slot, e);
-        }
-        if !is_upgrade_request(&req) {
-            if let Some(route) = self.router.http_route(&req.path) {
-                let resp = route(&req, &self.hub);
-                return self.respond_and_close(slot, resp.to_bytes());
-            }
         }
         let Some(route) = self.router.ws_route(&req.path) else {
             return self.reject(slot, HandshakeError::NotFound(req.path));
@@ -1024,7 +1066,7 @@ impl Worker {
             return;
         }
         match conn.phase {
-            Phase::Handshake(_) => {
+            Phase::Handshake(_) | Phase::Body(_) => {
                 self.metrics.handshake_failed(HandshakeFailure::Timeout);
                 tracing::debug!(worker = self.index, slot, "handshake timeout");
                 self.drop_conn(slot, None);
@@ -1098,7 +1140,7 @@ impl Worker {
         let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
         for slot in slots {
             match self.conns.get(slot).map(|c| &c.phase) {
-                Some(Phase::Handshake(_)) => self.drop_conn(slot, None),
+                Some(Phase::Handshake(_) | Phase::Body(_)) => self.drop_conn(slot, None),
                 Some(Phase::Open(_)) => {
                     let reason = "server shutting down";
                     let payload = close_payload(close_code::GOING_AWAY, reason);
