@@ -14,6 +14,7 @@
 pub mod bench;
 #[doc(hidden)]
 pub mod bench_support;
+pub mod chat;
 pub mod config;
 pub mod echo;
 mod handler;

@@ -1,5 +1,5 @@
-//! The `switchboard` command line: `echo` runs the bare engine, `config` prints the
-//! default configuration.
+//! The `switchboard` command line: `serve` runs the chat node, `echo` the bare engine,
+//! `bench` the load generator, `config` prints the effective configuration.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,11 +21,48 @@ struct Cli {
 enum Command {
     /// Run the bare engine: every path echoes, /broadcast fans out, /healthz answers 200.
     Echo(ServeArgs),
-    /// Print the default configuration as TOML (a starting point for --config).
-    Config,
+    /// Run the chat and push node: token auth, the JSON protocol, the push API, a demo
+    /// page at /.
+    Serve(ServeChatArgs),
+    /// Print the chat node's effective configuration, commented (a starting point for
+    /// `serve --config`); with --engine, the engine's settings for `echo --config`.
+    Config(ConfigArgs),
     /// Load-test a WebSocket server (this one or any other).
     #[command(subcommand)]
     Bench(switchboard::bench::BenchMode),
+}
+
+#[derive(Args)]
+struct ServeChatArgs {
+    /// TOML configuration file (see `switchboard config`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on (same as --set listen=ADDR).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Set any field: --set auth.mode=jwt --set limits.sessions_per_user=4 (repeatable;
+    /// applied after the file and SWITCHBOARD__SECTION__FIELD environment variables).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl ServeChatArgs {
+    fn load(&self) -> Result<switchboard::chat::ChatConfig, switchboard::ConfigError> {
+        let mut sets = self.set.clone();
+        if let Some(l) = &self.listen {
+            sets.push(format!("listen={l}"));
+        }
+        switchboard::chat::ChatConfig::load(self.config.as_deref(), &sets)
+    }
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// Print the engine settings (the file `echo --config` reads) instead.
+    #[arg(long)]
+    engine: bool,
+    #[command(flatten)]
+    chat: ServeChatArgs,
 }
 
 #[derive(Args)]
@@ -94,7 +131,7 @@ fn main() -> ExitCode {
 
     let cli = Cli::parse();
     match cli.command {
-        Command::Config => match toml::to_string(&Config::default()) {
+        Command::Config(args) if args.engine => match toml::to_string(&Config::default()) {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS
@@ -104,6 +141,26 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Config(args) => match args.chat.load() {
+            Ok(c) => {
+                print!("{}", c.render_commented());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve(args) => {
+            let built = args.load().and_then(switchboard::chat::chat_server);
+            match built {
+                Ok((builder, _node)) => serve(builder),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Bench(mode) => match switchboard::bench::run(mode) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),

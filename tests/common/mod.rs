@@ -151,3 +151,4 @@ pub fn read_close_code(s: &mut TcpStream) -> u16 {
         }
     }
 }
+pub mod chat;

@@ -1,0 +1,151 @@
+//! The HTTP API for backends: push a message to users, sessions, channels or everyone;
+//! presence; stats. Bearer-key authenticated, JSON in and out.
+//!
+//! Owns request validation and target resolution; delivery goes through the hub.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::node::{ChatNode, ALL_USERS};
+use super::protocol;
+use crate::handler::Message;
+use crate::http::{HttpResponse, Request};
+use crate::hub::Hub;
+use crate::id::ConnId;
+
+fn json_response(status: u16, body: Value) -> HttpResponse {
+    HttpResponse::json(status, body.to_string())
+}
+
+fn error(status: u16, message: &str) -> HttpResponse {
+    json_response(status, json!({ "error": message }))
+}
+
+/// `None` if the request carries the configured key; else the 401 to answer.
+fn check_key(node: &ChatNode, req: &Request) -> Option<HttpResponse> {
+    let key = &node.cfg.api.key;
+    if key.is_empty() {
+        return Some(error(401, "the push API is disabled: set api.key"));
+    }
+    let given = req
+        .header("Authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
+    // Compare without an early exit, so the time taken does not tell how much matched.
+    let ok = given.is_some_and(|g| {
+        g.len() == key.len()
+            && g.bytes()
+                .zip(key.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    (!ok).then(|| {
+        error(
+            401,
+            "missing or wrong API key (Authorization: Bearer <api.key>)",
+        )
+        .header("WWW-Authenticate", "Bearer")
+    })
+}
+
+/// `POST /api/v1/send` with `{"type", "body", "to": {...}}`: answers `{"sessions": N}`.
+pub fn send(node: &Arc<ChatNode>, req: &Request, hub: &Hub) -> HttpResponse {
+    if req.method != "POST" {
+        return error(405, "use POST").header("Allow", "POST");
+    }
+    if let Some(denied) = check_key(node, req) {
+        return denied;
+    }
+    let v: Value = match serde_json::from_slice(&req.body) {
+        Ok(v) => v,
+        Err(e) => return error(400, &format!("body is not JSON: {e}")),
+    };
+    let Some(kind) = v
+        .get("type")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    else {
+        return error(400, "\"type\" (a non-empty string) is required");
+    };
+    let body = v.get("body").cloned().unwrap_or_else(|| json!({}));
+    let Some(to) = v.get("to").and_then(Value::as_object) else {
+        return error(
+            400,
+            "\"to\" is required: {\"userId\"}, {\"userType\"}, {\"userType\", \"userId\"}, {\"sessionId\"}, {\"channel\"} or {\"all\": true}",
+        );
+    };
+    let text = protocol::message(kind, body, None);
+    let reg = &node.registry;
+    let user_id = to.get("userId").and_then(Value::as_str);
+    let user_type = to.get("userType").and_then(Value::as_i64);
+    let targets: Vec<ConnId> = match (user_id, user_type) {
+        (Some(u), Some(t)) => reg.by_type_and_user(t, u),
+        (Some(u), None) => reg.by_user(u),
+        (None, Some(t)) => reg.by_type(t),
+        (None, None) => {
+            if let Some(s) = to.get("sessionId").and_then(Value::as_str) {
+                match s.parse::<ConnId>() {
+                    Ok(id) if reg.get(id).is_some() => vec![id],
+                    Ok(_) => Vec::new(),
+                    Err(_) => return error(400, "sessionId is not a session id (w.s.g)"),
+                }
+            } else if let Some(c) = to.get("channel").and_then(Value::as_str) {
+                reg.channel(c)
+            } else if to.get("all").and_then(Value::as_bool) == Some(true) {
+                let n = reg.session_count();
+                hub.send_to_group(ALL_USERS, Message::Text(text));
+                return json_response(200, json!({ "sessions": n }));
+            } else {
+                return error(400, "\"to\" names no known target");
+            }
+        }
+    };
+    if !targets.is_empty() {
+        hub.send_many(&targets, Message::Text(text));
+    }
+    json_response(200, json!({ "sessions": targets.len() }))
+}
+
+/// `GET /api/v1/presence?userId=…`: one user's sessions; without `userId`, who is online.
+pub fn presence(node: &Arc<ChatNode>, req: &Request, _hub: &Hub) -> HttpResponse {
+    if let Some(denied) = check_key(node, req) {
+        return denied;
+    }
+    match req.query_param("userId") {
+        Some(u) => {
+            let n = node.registry.by_user(&u).len();
+            json_response(200, json!({ "userId": u, "online": n > 0, "sessions": n }))
+        }
+        None => {
+            let users: Vec<Value> = node
+                .registry
+                .online(1000)
+                .into_iter()
+                .map(|(u, n)| json!({ "userId": u, "sessions": n }))
+                .collect();
+            json_response(200, json!({ "users": users }))
+        }
+    }
+}
+
+/// `GET /api/v1/stats`: sessions, users, channels and the engine's counters.
+pub fn stats(node: &Arc<ChatNode>, req: &Request, hub: &Hub) -> HttpResponse {
+    if let Some(denied) = check_key(node, req) {
+        return denied;
+    }
+    let (users, sessions, channels) = node.registry.counts();
+    let m = hub.metrics();
+    json_response(
+        200,
+        json!({
+            "users": users,
+            "sessions": sessions,
+            "channels": channels,
+            "connections_open": m.connections_open,
+            "connections_total": m.connections_total,
+            "messages_in": m.frames_in,
+            "frames_out": m.frames_out,
+        }),
+    )
+}

@@ -1,0 +1,420 @@
+//! The chat node's configuration: one TOML file, every field overridable by an
+//! environment variable (`SWITCHBOARD__AUTH__MODE=jwt`) or a flag (`--set auth.mode=jwt`),
+//! and a commented rendering of the effective values (`switchboard config`).
+//!
+//! Owns the `ChatConfig` tree and its defaults; it applies nothing itself.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, ConfigError};
+
+/// How clients prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Signed JWTs (HS256 with `jwt_secret`, or RS256/ES256 with `jwt_public_key_file`).
+    Jwt,
+    /// The token is the user id, as in the seeds' tutorials. For local trials only.
+    Demo,
+    /// Anonymous sessions; no token needed.
+    None,
+}
+
+/// What to do when a user opens more than `sessions_per_user` sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionLimitPolicy {
+    /// Close the user's oldest session with 4002 and accept the new one.
+    CloseOldest,
+    /// Refuse the new one (HTTP 409 at the handshake, close 4002 after `AUTH_REQUEST`).
+    Refuse,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `jwt`, `demo` or `none`.
+    pub mode: AuthMode,
+    /// HS256 secret (jwt mode).
+    pub jwt_secret: String,
+    /// PEM public key file for RS256 or ES256 (jwt mode); used instead of the secret.
+    pub jwt_public_key_file: String,
+    /// `RS256` or `ES256` for `jwt_public_key_file`.
+    pub jwt_algorithm: String,
+    /// How long an unauthenticated connection may wait before `AUTH_REQUEST`, e.g.
+    /// `"10s"` or `"500ms"`.
+    pub timeout: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::Demo,
+            jwt_secret: String::new(),
+            jwt_public_key_file: String::new(),
+            jwt_algorithm: "RS256".into(),
+            timeout: "10s".into(),
+        }
+    }
+}
+
+/// `[api]`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Bearer key for `/api/v1/*`; empty disables the API (every call gets 401).
+    pub key: String,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Sessions one user may hold at once (tabs, devices).
+    pub sessions_per_user: usize,
+    /// `close_oldest` or `refuse`.
+    pub session_limit_policy: SessionLimitPolicy,
+    /// Largest JSON message a client may send; larger gets `ERROR` code 6.
+    pub max_message_bytes: usize,
+    /// Bad messages (malformed, unknown type, missing field) a connection may send per
+    /// minute before it is closed with 1008.
+    pub bad_messages_per_minute: u32,
+    /// A repeated `msgId` from the same user within this window is not delivered again.
+    pub dedup_window: String,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            sessions_per_user: 16,
+            session_limit_policy: SessionLimitPolicy::CloseOldest,
+            max_message_bytes: 64 * 1024,
+            bad_messages_per_minute: 30,
+            dedup_window: "60s".into(),
+        }
+    }
+}
+
+/// The chat node's configuration. `[engine]` holds the engine's own limits (see the
+/// README's configuration table); `listen` here wins over `engine.listen`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Path of the WebSocket endpoint.
+    pub ws_path: String,
+    /// Announce each user who authenticates to everyone (`USER_JOIN_NOTICE_REQUEST`).
+    pub notify_join: bool,
+    /// Authentication.
+    pub auth: AuthConfig,
+    /// The HTTP push API.
+    pub api: ApiConfig,
+    /// Per-user and per-message limits.
+    pub limits: LimitsConfig,
+    /// Engine settings.
+    pub engine: Config,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            listen: "127.0.0.1:8080".into(),
+            ws_path: "/ws".into(),
+            notify_join: true,
+            auth: AuthConfig::default(),
+            api: ApiConfig::default(),
+            limits: LimitsConfig::default(),
+            engine: Config {
+                // Chat messages are small; the engine's own limit sits above the
+                // protocol's (limits.max_message_bytes) so oversized JSON gets an ERROR
+                // reply, not a close.
+                max_message_size: 1 << 20,
+                max_frame_size: 1 << 20,
+                ..Config::default()
+            },
+        }
+    }
+}
+
+/// Parses `"10s"`, `"500ms"`, `"2m"` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, ConfigError> {
+    let s = s.trim();
+    let bad = || ConfigError::Invalid(format!("bad duration {s:?}: use e.g. \"10s\" or \"500ms\""));
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    Ok(match unit {
+        "ms" => std::time::Duration::from_millis(n),
+        "s" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_secs(n * 60),
+        _ => return Err(bad()),
+    })
+}
+
+impl ChatConfig {
+    /// Defaults, then the file (if any), then `SWITCHBOARD__SECTION__FIELD` environment
+    /// variables, then `overrides` (`section.field=value`), then checks.
+    pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<ChatConfig, ConfigError> {
+        let mut tree = toml::Value::try_from(ChatConfig::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let file_tree: toml::Value =
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            merge(&mut tree, file_tree);
+        }
+        for (key, value) in std::env::vars() {
+            if let Some(path) = key.strip_prefix("SWITCHBOARD__") {
+                let dotted = path.to_ascii_lowercase().replace("__", ".");
+                set(&mut tree, &dotted, &value)?;
+            }
+        }
+        for o in overrides {
+            let (k, v) = o
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Invalid(format!("--set {o:?}: expected key=value")))?;
+            set(&mut tree, k.trim(), v.trim())?;
+        }
+        let config: ChatConfig = tree
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that would make the node misbehave.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad(format!("listen: {:?} is not host:port", self.listen));
+        }
+        if !self.ws_path.starts_with('/') {
+            return bad("ws_path must start with /".into());
+        }
+        parse_duration(&self.auth.timeout)?;
+        parse_duration(&self.limits.dedup_window)?;
+        if self.auth.mode == AuthMode::Jwt
+            && self.auth.jwt_secret.is_empty()
+            && self.auth.jwt_public_key_file.is_empty()
+        {
+            return bad(
+                "auth.mode = \"jwt\" needs auth.jwt_secret or auth.jwt_public_key_file".into(),
+            );
+        }
+        if !["RS256", "ES256"].contains(&self.auth.jwt_algorithm.as_str()) {
+            return bad("auth.jwt_algorithm must be RS256 or ES256".into());
+        }
+        if self.limits.sessions_per_user == 0 {
+            return bad("limits.sessions_per_user must be at least 1".into());
+        }
+        self.engine.validate()
+    }
+
+    /// The engine configuration with `listen` applied.
+    pub fn engine_config(&self) -> Config {
+        let mut c = self.engine.clone();
+        if let Ok(addr) = self.listen.parse() {
+            c.listen = addr;
+        }
+        c
+    }
+
+    /// The effective configuration as TOML with a comment on every field.
+    pub fn render_commented(&self) -> String {
+        let tree = toml::Value::try_from(self).unwrap_or(toml::Value::Table(Default::default()));
+        let mut out = String::from(
+            "# switchboard serve: effective configuration (defaults, file, environment, flags).\n\
+             # Any field can be set with SWITCHBOARD__SECTION__FIELD=value or --set section.field=value.\n\n",
+        );
+        render_table(&tree, "", &mut out);
+        out
+    }
+}
+
+/// One comment per field, by dotted path.
+fn comment(path: &str) -> &'static str {
+    match path {
+        "listen" => "address to listen on",
+        "ws_path" => "path of the WebSocket endpoint",
+        "notify_join" => {
+            "announce each user who authenticates to everyone (USER_JOIN_NOTICE_REQUEST)"
+        }
+        "auth.mode" => {
+            "jwt | demo (the token is the user id; local trials only) | none (anonymous)"
+        }
+        "auth.jwt_secret" => "HS256 secret (jwt mode)",
+        "auth.jwt_public_key_file" => {
+            "PEM public key for RS256/ES256 (jwt mode); used instead of the secret"
+        }
+        "auth.jwt_algorithm" => "RS256 or ES256, for jwt_public_key_file",
+        "auth.timeout" => {
+            "time an unauthenticated connection has to send AUTH_REQUEST; then close 1008"
+        }
+        "api.key" => "bearer key for /api/v1/*; empty disables the API (401)",
+        "limits.sessions_per_user" => "sessions one user may hold at once",
+        "limits.session_limit_policy" => "close_oldest (close it with 4002) | refuse",
+        "limits.max_message_bytes" => {
+            "largest JSON message from a client; larger gets ERROR code 6"
+        }
+        "limits.bad_messages_per_minute" => "bad messages per minute before close 1008",
+        "limits.dedup_window" => {
+            "a repeated msgId from one user within this window is not delivered twice"
+        }
+        "engine.listen" => "(overridden by listen above)",
+        "engine.workers" => "worker threads; 0 = one per core",
+        "engine.backlog" => "listen backlog per worker",
+        "engine.max_handshake_bytes" => "largest HTTP request head; larger gets 431",
+        "engine.max_headers" => "most request headers; more gets 431",
+        "engine.max_body_bytes" => "largest HTTP request body (push API); larger gets 413",
+        "engine.handshake_timeout_ms" => "time to complete the HTTP request",
+        "engine.max_frame_size" => "largest WebSocket frame; larger closes 1009",
+        "engine.max_message_size" => "largest WebSocket message; larger closes 1009",
+        "engine.write_high_water" => "queued bytes above which reading from the client pauses",
+        "engine.max_queued_bytes" => "queued bytes above which slow_consumer applies",
+        "engine.slow_consumer" => "close (1008) | drop",
+        "engine.heartbeat_interval_ms" => "ping a silent client after this long; 0 = off",
+        "engine.idle_timeout_ms" => {
+            "close (1001) a client silent this long, pongs included; 0 = off"
+        }
+        "engine.max_connections" => "connections at once; more get 503",
+        "engine.max_connections_per_ip" => "connections per client address; 0 = no limit",
+        "engine.close_timeout_ms" => "wait for the peer to close TCP after our close",
+        "engine.shutdown_timeout_ms" => "wait for clients to answer 1001 on shutdown",
+        "engine.allowed_origins" => "Origin allow-list; empty = any",
+        "engine.subprotocols" => "subprotocols offered",
+        "engine.read_buffer_size" => "each worker's read buffer",
+        _ => "",
+    }
+}
+
+fn render_table(v: &toml::Value, prefix: &str, out: &mut String) {
+    let Some(table) = v.as_table() else {
+        return;
+    };
+    let mut subtables = Vec::new();
+    for (k, val) in table {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if val.is_table() {
+            subtables.push((path, val));
+            continue;
+        }
+        let c = comment(&path);
+        if !c.is_empty() {
+            out.push_str(&format!("# {c}\n"));
+        }
+        out.push_str(&format!("{k} = {val}\n"));
+    }
+    for (path, val) in subtables {
+        out.push_str(&format!("\n[{path}]\n"));
+        render_table(val, &path, out);
+    }
+}
+
+/// Overlays `from` onto `into`, table by table.
+fn merge(into: &mut toml::Value, from: toml::Value) {
+    match (into, from) {
+        (toml::Value::Table(a), toml::Value::Table(b)) => {
+            for (k, v) in b {
+                match a.get_mut(&k) {
+                    Some(existing) if existing.is_table() && v.is_table() => merge(existing, v),
+                    _ => {
+                        a.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// Sets `dotted` (e.g. `auth.mode`) to `raw`, read as a TOML value when it is one (numbers,
+/// booleans, arrays) and as a string otherwise.
+fn set(tree: &mut toml::Value, dotted: &str, raw: &str) -> Result<(), ConfigError> {
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let mut node = tree;
+    let parts: Vec<&str> = dotted.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let table = node
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::Invalid(format!("{dotted}: not a table")))?;
+        if i == parts.len() - 1 {
+            if !table.contains_key(*part) {
+                return Err(ConfigError::Invalid(format!("unknown setting {dotted}")));
+            }
+            // Keep the type of the default: a string field stays a string even if the
+            // value looks like a number.
+            let value = match (&table[*part], value) {
+                (toml::Value::String(_), v) if !v.is_str() => toml::Value::String(raw.to_owned()),
+                (_, v) => v,
+            };
+            table.insert((*part).to_owned(), value);
+            return Ok(());
+        }
+        node = table
+            .get_mut(*part)
+            .ok_or_else(|| ConfigError::Invalid(format!("unknown setting {dotted}")))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_in_order_and_unknown_keys_fail() {
+        let c = ChatConfig::load(
+            None,
+            &[
+                "auth.mode=none".into(),
+                "limits.sessions_per_user=2".into(),
+                "api.key=123".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.auth.mode, AuthMode::None);
+        assert_eq!(c.limits.sessions_per_user, 2);
+        assert_eq!(c.api.key, "123");
+        assert!(ChatConfig::load(None, &["auth.nope=1".into()]).is_err());
+        assert!(
+            ChatConfig::load(None, &["auth.mode=jwt".into()]).is_err(),
+            "jwt needs a key"
+        );
+    }
+
+    #[test]
+    fn rendering_round_trips() {
+        let c = ChatConfig::default();
+        let text = c.render_commented();
+        assert!(text.contains("# jwt | demo"));
+        let back: ChatConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap().as_secs(), 10);
+        assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
+        assert_eq!(parse_duration("2m").unwrap().as_secs(), 120);
+        assert!(parse_duration("ten").is_err());
+    }
+}

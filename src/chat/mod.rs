@@ -1,0 +1,63 @@
+//! The chat and push node behind `switchboard serve`: token auth at the handshake, a
+//! session registry, the seeds' `{type, body}` JSON protocol, an HTTP push API for
+//! backends, and a demo page.
+//!
+//! Owns the application layer only. It uses the public embedding API (routes, handler,
+//! hub) like any application, and never reaches into the reactor.
+
+mod api;
+pub mod auth;
+pub mod config;
+mod node;
+pub mod protocol;
+pub mod registry;
+
+use std::sync::Arc;
+
+pub use config::ChatConfig;
+pub use node::{ChatHandler, ChatNode, CLOSE_SESSION_LIMIT, CLOSE_TOKEN_EXPIRED};
+
+use crate::config::ConfigError;
+use crate::http::HttpResponse;
+use crate::{Server, ServerBuilder};
+
+/// The demo page: self-contained (no external scripts or fonts).
+pub const DEMO_PAGE: &str = include_str!("demo.html");
+
+/// Builds the chat node: the WebSocket endpoint at `ws_path`, the push API under
+/// `/api/v1/`, the demo page at `/`, `/healthz` and `/metrics`.
+pub fn chat_server(cfg: ChatConfig) -> Result<(ServerBuilder, Arc<ChatNode>), ConfigError> {
+    cfg.validate()?;
+    if cfg.auth.mode == config::AuthMode::Demo {
+        let loopback = cfg
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback());
+        if !loopback {
+            tracing::warn!(
+                listen = %cfg.listen,
+                "auth.mode = \"demo\" trusts any token as a user id: use it for local trials only"
+            );
+        }
+    }
+    let engine = cfg.engine_config();
+    let ws_path = cfg.ws_path.clone();
+    let node = Arc::new(ChatNode::new(cfg)?);
+    let (n1, n2, n3) = (node.clone(), node.clone(), node.clone());
+    let builder = Server::builder()
+        .config(engine)
+        .route(&ws_path, ChatHandler(node.clone()))
+        .metrics_route("/metrics")
+        .http_route("/", |req, _| match req.method.as_str() {
+            "GET" | "HEAD" => {
+                HttpResponse::html(200, DEMO_PAGE).header("Cache-Control", "no-store")
+            }
+            _ => HttpResponse::text(405, "use GET\n").header("Allow", "GET"),
+        })
+        .http_route("/api/v1/send", move |req, hub| api::send(&n1, req, hub))
+        .http_route("/api/v1/presence", move |req, hub| {
+            api::presence(&n2, req, hub)
+        })
+        .http_route("/api/v1/stats", move |req, hub| api::stats(&n3, req, hub));
+    Ok((builder, node))
+}

@@ -1,0 +1,486 @@
+//! The chat node's WebSocket handler: authentication at the handshake or by
+//! `AUTH_REQUEST`, the message types, de-duplication, the bad-message limit, and the timer
+//! thread that closes sessions whose token expires or that never authenticate.
+//!
+//! Owns per-connection chat state (in the connection's attributes) and the rules of the
+//! protocol; routing goes through the registry and the hub, never through sockets.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::json;
+
+use super::auth::{unix_now, AuthError, Authenticator, User};
+use super::config::{parse_duration, AuthMode, ChatConfig, SessionLimitPolicy};
+use super::protocol::{self, code, Request};
+use super::registry::{Added, Registry, Session};
+use crate::config::ConfigError;
+use crate::handler::{Context, Handler, Message};
+use crate::http::{HttpResponse, Request as HttpRequest};
+use crate::hub::Hub;
+use crate::id::ConnId;
+
+/// Close code for a session whose token expired while it was connected.
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+/// Close code for a session closed by the per-user session limit.
+pub const CLOSE_SESSION_LIMIT: u16 = 4002;
+/// The hub group every authenticated session joins (for "to everyone").
+pub(crate) const ALL_USERS: &str = "users";
+
+/// State shared by every connection of the node, and by its HTTP API.
+pub struct ChatNode {
+    pub(crate) cfg: ChatConfig,
+    pub(crate) auth: Authenticator,
+    pub(crate) registry: Registry,
+    auth_timeout: Duration,
+    dedup_window: Duration,
+    timers: OnceLock<Sender<Timer>>,
+}
+
+impl std::fmt::Debug for ChatNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatNode")
+            .field("registry", &self.registry)
+            .finish()
+    }
+}
+
+enum TimerKind {
+    AuthTimeout,
+    TokenExpiry(u64),
+}
+
+struct Timer {
+    at: Instant,
+    id: ConnId,
+    kind: TimerKind,
+}
+
+/// Per-connection chat state, kept in the connection's attributes.
+struct ConnState {
+    user: Option<User>,
+    bad: u32,
+    bad_since: Instant,
+}
+
+impl ChatNode {
+    /// Builds the node's shared state from its configuration.
+    pub fn new(cfg: ChatConfig) -> Result<Self, ConfigError> {
+        Ok(ChatNode {
+            auth: Authenticator::new(&cfg.auth)?,
+            auth_timeout: parse_duration(&cfg.auth.timeout)?,
+            dedup_window: parse_duration(&cfg.limits.dedup_window)?,
+            registry: Registry::default(),
+            timers: OnceLock::new(),
+            cfg,
+        })
+    }
+
+    /// The session registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn schedule(self: &Arc<Self>, hub: &Hub, timer: Timer) {
+        let tx = self.timers.get_or_init(|| {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let node = Arc::downgrade(self);
+            let hub = hub.clone();
+            let _ = std::thread::Builder::new()
+                .name("switchboard-chat-timers".into())
+                .spawn(move || run_timers(rx, node, hub));
+            tx
+        });
+        let _ = tx.send(timer);
+    }
+
+    /// Registers an authenticated user for the connection in `ctx`. `Err` when the
+    /// per-user limit refuses it.
+    fn admit(self: &Arc<Self>, ctx: &mut Context<'_>, user: User) -> Result<(), ()> {
+        let session = Session {
+            id: ctx.id(),
+            user: user.clone(),
+            since: Instant::now(),
+        };
+        let close_oldest = self.cfg.limits.session_limit_policy == SessionLimitPolicy::CloseOldest;
+        match self
+            .registry
+            .add(session, self.cfg.limits.sessions_per_user, close_oldest)
+        {
+            Added::Refused => return Err(()),
+            Added::Evict(old) => ctx.hub().close(
+                old,
+                CLOSE_SESSION_LIMIT,
+                "session limit: replaced by a newer session",
+            ),
+            Added::Ok => {}
+        }
+        if let Some(exp) = user.expires_at {
+            let left = exp.saturating_sub(unix_now());
+            self.schedule(
+                ctx.hub(),
+                Timer {
+                    at: Instant::now() + Duration::from_secs(left),
+                    id: ctx.id(),
+                    kind: TimerKind::TokenExpiry(exp),
+                },
+            );
+        }
+        ctx.join(ALL_USERS);
+        if self.cfg.notify_join {
+            let notice = protocol::message(
+                "USER_JOIN_NOTICE_REQUEST",
+                json!({ "nickname": user.name }),
+                None,
+            );
+            ctx.hub().send_to_group(ALL_USERS, Message::Text(notice));
+        }
+        if let Some(state) = ctx.attributes_mut().get_mut::<ConnState>() {
+            state.user = Some(user);
+        }
+        Ok(())
+    }
+}
+
+fn run_timers(rx: Receiver<Timer>, node: std::sync::Weak<ChatNode>, hub: Hub) {
+    let mut heap: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
+    let mut pending: std::collections::HashMap<u64, Timer> = std::collections::HashMap::new();
+    let mut seq = 0u64;
+    loop {
+        let wait = heap
+            .peek()
+            .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
+        let got = match wait {
+            Some(w) => rx.recv_timeout(w),
+            None => rx
+                .recv()
+                .map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
+        };
+        match got {
+            Ok(t) => {
+                seq += 1;
+                heap.push(Reverse((t.at, seq)));
+                pending.insert(seq, t);
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        }
+        let Some(node) = node.upgrade() else { return };
+        let now = Instant::now();
+        while heap.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+            let Some(Reverse((_, s))) = heap.pop() else {
+                break;
+            };
+            let Some(t) = pending.remove(&s) else {
+                continue;
+            };
+            match t.kind {
+                TimerKind::AuthTimeout => {
+                    if node.registry.get(t.id).is_none() {
+                        hub.close(t.id, 1008, "authentication timeout");
+                    }
+                }
+                TimerKind::TokenExpiry(exp) => {
+                    if node
+                        .registry
+                        .get(t.id)
+                        .is_some_and(|s| s.user.expires_at == Some(exp))
+                    {
+                        hub.close(t.id, CLOSE_TOKEN_EXPIRED, "token expired");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The token a handshake carries: `?token=`, `?accessToken=` or `Authorization: Bearer`.
+fn handshake_token(req: &HttpRequest) -> Option<String> {
+    req.query_param("token")
+        .or_else(|| req.query_param("accessToken"))
+        .or_else(|| {
+            req.header("Authorization")
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(|t| t.trim().to_owned())
+        })
+        .filter(|t| !t.is_empty())
+}
+
+fn json_response(status: u16, body: serde_json::Value) -> HttpResponse {
+    HttpResponse::json(status, body.to_string())
+}
+
+/// The WebSocket handler of the chat node.
+pub struct ChatHandler(pub Arc<ChatNode>);
+
+impl ChatHandler {
+    fn reply(ctx: &mut Context<'_>, text: String) {
+        ctx.send(Message::Text(text));
+    }
+
+    /// Counts a bad message; true when the connection must now be closed.
+    fn count_bad(&self, ctx: &mut Context<'_>) -> bool {
+        let limit = self.0.cfg.limits.bad_messages_per_minute;
+        let Some(state) = ctx.attributes_mut().get_mut::<ConnState>() else {
+            return false;
+        };
+        if state.bad_since.elapsed() > Duration::from_secs(60) {
+            state.bad = 0;
+            state.bad_since = Instant::now();
+        }
+        state.bad += 1;
+        state.bad > limit
+    }
+
+    fn bad(&self, ctx: &mut Context<'_>, code_: i64, text: &str, request_id: Option<&str>) {
+        if self.count_bad(ctx) {
+            Self::reply(
+                ctx,
+                protocol::error(code::RATE_LIMITED, "too many bad messages", request_id),
+            );
+            ctx.close(1008, "too many bad messages");
+        } else {
+            Self::reply(ctx, protocol::error(code_, text, request_id));
+        }
+    }
+
+    fn send_response(
+        ctx: &mut Context<'_>,
+        msg_id: &str,
+        code_: i64,
+        text: &str,
+        rid: Option<&str>,
+    ) {
+        let body = json!({ "msgId": msg_id, "code": code_, "message": text });
+        Self::reply(ctx, protocol::message("SEND_RESPONSE", body, rid));
+    }
+}
+
+impl Handler for ChatHandler {
+    fn on_open(&self, ctx: &mut Context<'_>, req: &HttpRequest) -> Result<(), HttpResponse> {
+        ctx.attributes_mut().insert(ConnState {
+            user: None,
+            bad: 0,
+            bad_since: Instant::now(),
+        });
+        let node = &self.0;
+        let user = match node.auth.mode() {
+            AuthMode::None => Some(User {
+                id: format!("anon-{}", ctx.id()),
+                user_type: None,
+                tenant_id: None,
+                name: format!("anon-{}", ctx.id()),
+                expires_at: None,
+            }),
+            _ => match handshake_token(req).map(|t| node.auth.verify(&t)) {
+                None => None,
+                Some(Ok(user)) => Some(user),
+                Some(Err(e)) => {
+                    return Err(json_response(
+                        401,
+                        json!({ "code": code::UNAUTHORIZED, "message": e.to_string() }),
+                    ))
+                }
+            },
+        };
+        match user {
+            Some(user) => {
+                let user_id = user.id.clone();
+                node.admit(ctx, user).map_err(|()| {
+                    json_response(
+                        409,
+                        json!({ "code": code::FORBIDDEN, "message": "session limit reached for this user" }),
+                    )
+                })?;
+                // As in the seeds: a token on the URL is an AUTH_REQUEST made for the
+                // client, so it gets the AUTH_RESPONSE too.
+                let id = ctx.id().to_string();
+                let body = json!({ "code": code::OK, "message": "authenticated", "userId": user_id, "sessionId": id });
+                Self::reply(ctx, protocol::message("AUTH_RESPONSE", body, None));
+                Ok(())
+            }
+            None => {
+                node.schedule(
+                    ctx.hub(),
+                    Timer {
+                        at: Instant::now() + node.auth_timeout,
+                        id: ctx.id(),
+                        kind: TimerKind::AuthTimeout,
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn on_message(&self, ctx: &mut Context<'_>, msg: Message) {
+        let node = &self.0;
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Binary(_) => {
+                return self.bad(ctx, code::BAD_REQUEST, "text frames only", None)
+            }
+        };
+        if text.len() > node.cfg.limits.max_message_bytes {
+            let limit = node.cfg.limits.max_message_bytes;
+            return self.bad(
+                ctx,
+                code::TOO_LARGE,
+                &format!("message over {limit} bytes"),
+                None,
+            );
+        }
+        let (rid, parsed) = protocol::parse(&text);
+        let rid = rid.as_deref();
+        let req = match parsed {
+            Ok(r) => r,
+            Err(e) => return self.bad(ctx, e.code, &e.message, rid),
+        };
+        let user = ctx
+            .attributes()
+            .get::<ConnState>()
+            .and_then(|s| s.user.clone());
+        match (req, user) {
+            (Request::Ping, _) => Self::reply(ctx, protocol::message("PONG", json!({}), rid)),
+            (Request::Auth { .. }, Some(_)) => {
+                let body = json!({ "code": code::FORBIDDEN, "message": "already authenticated" });
+                Self::reply(ctx, protocol::message("AUTH_RESPONSE", body, rid));
+            }
+            (Request::Auth { token }, None) => match node.auth.verify(&token) {
+                Err(e) => {
+                    let text = match e {
+                        AuthError::Missing => "accessToken is missing".to_owned(),
+                        other => other.to_string(),
+                    };
+                    let body = json!({ "code": code::UNAUTHORIZED, "message": text });
+                    Self::reply(ctx, protocol::message("AUTH_RESPONSE", body, rid));
+                }
+                Ok(user) => {
+                    // The reply goes straight onto this connection's queue; the join
+                    // notice travels through the hub, so the reply arrives first.
+                    let user_id = user.id.clone();
+                    if node.admit(ctx, user).is_ok() {
+                        let id = ctx.id().to_string();
+                        let body = json!({ "code": code::OK, "message": "authenticated", "userId": user_id, "sessionId": id });
+                        Self::reply(ctx, protocol::message("AUTH_RESPONSE", body, rid));
+                    } else {
+                        let body = json!({ "code": code::FORBIDDEN, "message": "session limit reached for this user" });
+                        Self::reply(ctx, protocol::message("AUTH_RESPONSE", body, rid));
+                        ctx.close(CLOSE_SESSION_LIMIT, "session limit");
+                    }
+                }
+            },
+            (_, None) => self.bad(
+                ctx,
+                code::UNAUTHORIZED,
+                "authenticate first (AUTH_REQUEST)",
+                rid,
+            ),
+            (
+                Request::SendToOne {
+                    to_user,
+                    msg_id,
+                    content,
+                },
+                Some(me),
+            ) => {
+                if !node
+                    .registry
+                    .first_delivery(&me.id, &msg_id, node.dedup_window)
+                {
+                    return Self::send_response(
+                        ctx,
+                        &msg_id,
+                        code::OK,
+                        "duplicate msgId: not delivered again",
+                        rid,
+                    );
+                }
+                let to = node.registry.by_user(&to_user);
+                if to.is_empty() {
+                    return Self::send_response(
+                        ctx,
+                        &msg_id,
+                        code::USER_OFFLINE,
+                        "user offline",
+                        rid,
+                    );
+                }
+                let out = protocol::message(
+                    "SEND_TO_USER_REQUEST",
+                    json!({ "msgId": msg_id, "content": content, "fromUser": me.id }),
+                    None,
+                );
+                ctx.hub().send_many(&to, Message::Text(out));
+                Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
+            }
+            (Request::SendToAll { msg_id, content }, Some(me)) => {
+                if !node
+                    .registry
+                    .first_delivery(&me.id, &msg_id, node.dedup_window)
+                {
+                    return Self::send_response(
+                        ctx,
+                        &msg_id,
+                        code::OK,
+                        "duplicate msgId: not delivered again",
+                        rid,
+                    );
+                }
+                let out = protocol::message(
+                    "SEND_TO_USER_REQUEST",
+                    json!({ "msgId": msg_id, "content": content, "fromUser": me.id }),
+                    None,
+                );
+                ctx.hub().send_to_group(ALL_USERS, Message::Text(out));
+                Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
+            }
+            (Request::Subscribe { channel }, Some(_)) => {
+                node.registry.subscribe(ctx.id(), &channel);
+                let body = json!({ "code": code::OK, "channel": channel });
+                Self::reply(ctx, protocol::message("SUBSCRIBE_RESPONSE", body, rid));
+            }
+            (Request::Unsubscribe { channel }, Some(_)) => {
+                let was = node.registry.unsubscribe(ctx.id(), &channel);
+                let body = json!({ "code": code::OK, "channel": channel, "wasSubscribed": was });
+                Self::reply(ctx, protocol::message("UNSUBSCRIBE_RESPONSE", body, rid));
+            }
+            (
+                Request::SendToChannel {
+                    channel,
+                    msg_id,
+                    content,
+                },
+                Some(me),
+            ) => {
+                if !node
+                    .registry
+                    .first_delivery(&me.id, &msg_id, node.dedup_window)
+                {
+                    return Self::send_response(
+                        ctx,
+                        &msg_id,
+                        code::OK,
+                        "duplicate msgId: not delivered again",
+                        rid,
+                    );
+                }
+                let to = node.registry.channel(&channel);
+                let out = protocol::message(
+                    "CHANNEL_MESSAGE",
+                    json!({ "channel": channel, "msgId": msg_id, "content": content, "fromUser": me.id }),
+                    None,
+                );
+                ctx.hub().send_many(&to, Message::Text(out));
+                Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
+            }
+        }
+    }
+
+    fn on_close(&self, ctx: &mut Context<'_>, _code: u16, _reason: &str) {
+        self.0.registry.remove(ctx.id());
+    }
+}
