@@ -157,3 +157,51 @@ fn bind_range_spreads_connections_over_source_addresses() {
     assert!(json["connection_errors"].as_u64().unwrap() >= 4, "{json}");
     server.stop();
 }
+
+#[test]
+fn chat_mode_accounts_for_every_private_group_and_channel_message() {
+    let server = common::chat::node(&["notify_join=false"]);
+    let url = format!("ws://{}/ws", server.local_addr());
+    let (code, json) = bench(&[
+        "chat",
+        "--url",
+        &url,
+        "-u",
+        "12",
+        "--rate",
+        "20",
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{json}");
+    for kind in ["private", "group", "channel"] {
+        let k = &json["by_type"][kind];
+        assert!(k["expected"].as_u64().unwrap() > 0, "{kind}: {json}");
+        assert_eq!(k["expected"], k["delivered"], "{kind}: {json}");
+    }
+    assert_eq!(json["lost"], 0);
+    server.stop();
+}
+
+#[test]
+fn chat_mode_with_jwt_tokens() {
+    let secret = format!("auth.jwt_secret={}", common::chat::SECRET);
+    let server = common::chat::node(&["auth.mode=jwt", &secret, "notify_join=false"]);
+    let url = format!("ws://{}/ws", server.local_addr());
+    let (code, json) = bench(&[
+        "chat",
+        "--url",
+        &url,
+        "-u",
+        "4",
+        "--rate",
+        "10",
+        "--duration",
+        "0.5",
+        "--jwt-secret",
+        common::chat::SECRET,
+    ]);
+    assert_eq!(code, 0, "{json}");
+    assert!(json["received"].as_u64().unwrap() > 0, "{json}");
+    server.stop();
+}

@@ -47,6 +47,14 @@ impl Driver {
 
     /// Opens a connection; its index stays valid until [`Driver::remove`].
     pub(crate) fn open(&mut self) -> io::Result<usize> {
+        let req = std::mem::take(&mut self.request);
+        let r = self.open_with(&req);
+        self.request = req;
+        r
+    }
+
+    /// Opens a connection with its own handshake request (a per-user token, say).
+    pub(crate) fn open_with(&mut self, request: &[u8]) -> io::Result<usize> {
         let bind = if self.binds.is_empty() {
             None
         } else {
@@ -54,7 +62,7 @@ impl Driver {
             Some(self.binds[self.next_bind])
         };
         self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-        let mut conn = Conn::connect(self.addr, bind, &self.request, self.seed)?;
+        let mut conn = Conn::connect(self.addr, bind, request, self.seed)?;
         let idx = self.free.pop().unwrap_or(self.conns.len());
         self.poll.registry().register(
             &mut conn.sock,

@@ -5,6 +5,7 @@
 //! every message (lost, corrupted, duplicated, reordered). It shares the `ws` frame
 //! vocabulary with the server but none of the server's code paths.
 
+mod chat;
 pub(crate) mod conn;
 mod driver;
 mod modes;
@@ -14,6 +15,7 @@ mod report;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+pub use chat::ChatArgs;
 pub use modes::{BroadcastArgs, ConnectArgs, EchoArgs, HoldArgs};
 
 /// Why a bench run could not start.
@@ -145,6 +147,7 @@ pub fn run(mode: BenchMode) -> Result<bool, BenchError> {
         BenchMode::Broadcast(a) => modes::broadcast(a)?,
         BenchMode::Connect(a) => modes::connect(a)?,
         BenchMode::Hold(a) => modes::hold(a)?,
+        BenchMode::Chat(a) => chat::chat(a)?,
     };
     let (json, ok) = (
         report.0,
@@ -174,4 +177,7 @@ pub enum BenchMode {
     /// Open N connections and keep them idle; with --server-pid, server memory per
     /// connection.
     Hold(HoldArgs),
+    /// U users of a chat node send private, group and channel messages at a rate;
+    /// latency per type, every delivery accounted for.
+    Chat(ChatArgs),
 }
