@@ -340,3 +340,73 @@ fn percent_encoded_tokens_work_as_in_the_seeds() {
     assert_eq!(next_of(&mut ws, "AUTH_RESPONSE")["body"]["userId"], "芋艿");
     server.stop();
 }
+
+fn signed(alg: jsonwebtoken::Algorithm, key: jsonwebtoken::EncodingKey, sub: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(alg),
+        &json!({"sub": sub, "exp": exp, "tenant_id": "t1"}),
+        &key,
+    )
+    .unwrap()
+}
+
+#[test]
+fn rs256_and_es256_tokens_with_a_public_key_file() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    for (alg, name) in [
+        (jsonwebtoken::Algorithm::RS256, "rs256"),
+        (jsonwebtoken::Algorithm::ES256, "es256"),
+    ] {
+        let public = format!("auth.jwt_public_key_file=\"{dir}/{name}-public.pem\"");
+        let algorithm = format!("auth.jwt_algorithm={}", name.to_uppercase());
+        let server = node(&["auth.mode=jwt", &public, &algorithm]);
+        let private = std::fs::read(format!("{dir}/{name}-private.pem")).unwrap();
+        let key = match alg {
+            jsonwebtoken::Algorithm::RS256 => jsonwebtoken::EncodingKey::from_rsa_pem(&private),
+            _ => jsonwebtoken::EncodingKey::from_ec_pem(&private),
+        }
+        .unwrap();
+        let token = signed(alg, key, "hana");
+        let mut ws = connect_with(server.local_addr(), &format!("?token={token}"), &[]);
+        assert_eq!(
+            next_of(&mut ws, "AUTH_RESPONSE")["body"]["userId"],
+            "hana",
+            "{name}"
+        );
+        // An HS256 token is not accepted where a public key is configured.
+        let forged = jwt("hana", 600, json!({}));
+        let resp = common::raw_exchange(
+            server.local_addr(),
+            common::upgrade_request(&format!("/ws?token={forged}"), "").as_bytes(),
+        );
+        assert!(resp.starts_with("HTTP/1.1 401"), "{name}: {resp}");
+        server.stop();
+    }
+}
+
+#[test]
+fn mode_none_gives_anonymous_sessions() {
+    let server = node(&["auth.mode=none", "notify_join=false"]);
+    let mut ws = connect_with(server.local_addr(), "", &[]);
+    let auth = next_of(&mut ws, "AUTH_RESPONSE");
+    assert!(
+        auth["body"]["userId"]
+            .as_str()
+            .unwrap()
+            .starts_with("anon-"),
+        "{auth}"
+    );
+    send(
+        &mut ws,
+        "SEND_TO_ALL_REQUEST",
+        json!({"msgId": "a", "content": "hi"}),
+        "r",
+    );
+    assert_eq!(next_of(&mut ws, "SEND_RESPONSE")["body"]["code"], 0);
+    server.stop();
+}
