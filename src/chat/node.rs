@@ -87,8 +87,10 @@ impl ChatNode {
     fn schedule(self: &Arc<Self>, hub: &Hub, timer: Timer) {
         let tx = self.timers.get_or_init(|| {
             let (tx, rx) = crossbeam_channel::unbounded();
+            // Weak handles both: the thread must not keep a stopped server (whose routes
+            // hold this node) alive, and ends when the node is dropped.
             let node = Arc::downgrade(self);
-            let hub = hub.clone();
+            let hub = hub.downgrade();
             let _ = std::thread::Builder::new()
                 .name("switchboard-chat-timers".into())
                 .spawn(move || run_timers(rx, node, hub));
@@ -145,7 +147,11 @@ impl ChatNode {
     }
 }
 
-fn run_timers(rx: Receiver<Timer>, node: std::sync::Weak<ChatNode>, hub: Hub) {
+fn run_timers(
+    rx: Receiver<Timer>,
+    node: std::sync::Weak<ChatNode>,
+    hub: std::sync::Weak<crate::hub::HubInner>,
+) {
     let mut heap: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
     let mut pending: std::collections::HashMap<u64, Timer> = std::collections::HashMap::new();
     let mut seq = 0u64;
@@ -169,6 +175,9 @@ fn run_timers(rx: Receiver<Timer>, node: std::sync::Weak<ChatNode>, hub: Hub) {
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
         let Some(node) = node.upgrade() else { return };
+        let Some(hub) = hub.upgrade().map(|inner| Hub { inner }) else {
+            return;
+        };
         let now = Instant::now();
         while heap.peek().is_some_and(|Reverse((at, _))| *at <= now) {
             let Some(Reverse((_, s))) = heap.pop() else {
