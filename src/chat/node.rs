@@ -352,6 +352,18 @@ impl Handler for ChatHandler {
             .attributes()
             .get::<ConnState>()
             .and_then(|s| s.user.clone());
+        // One check for every message type that carries a msgId: a repeat within the
+        // window is answered but not delivered again.
+        if let (Some(me), Some(msg_id)) = (&user, req.msg_id()) {
+            if !node
+                .registry
+                .first_delivery(&me.id, msg_id, node.dedup_window)
+            {
+                let msg_id = msg_id.to_owned();
+                let text = "duplicate msgId: not delivered again";
+                return Self::send_response(ctx, &msg_id, code::OK, text, rid);
+            }
+        }
         match (req, user) {
             (Request::Ping, _) => Self::reply(ctx, protocol::message("PONG", json!({}), rid)),
             (Request::Auth { .. }, Some(_)) => {
@@ -396,18 +408,6 @@ impl Handler for ChatHandler {
                 },
                 Some(me),
             ) => {
-                if !node
-                    .registry
-                    .first_delivery(&me.id, &msg_id, node.dedup_window)
-                {
-                    return Self::send_response(
-                        ctx,
-                        &msg_id,
-                        code::OK,
-                        "duplicate msgId: not delivered again",
-                        rid,
-                    );
-                }
                 let to = node.registry.by_user(&to_user);
                 if to.is_empty() {
                     return Self::send_response(
@@ -427,18 +427,6 @@ impl Handler for ChatHandler {
                 Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
             }
             (Request::SendToAll { msg_id, content }, Some(me)) => {
-                if !node
-                    .registry
-                    .first_delivery(&me.id, &msg_id, node.dedup_window)
-                {
-                    return Self::send_response(
-                        ctx,
-                        &msg_id,
-                        code::OK,
-                        "duplicate msgId: not delivered again",
-                        rid,
-                    );
-                }
                 let out = protocol::message(
                     "SEND_TO_USER_REQUEST",
                     json!({ "msgId": msg_id, "content": content, "fromUser": me.id }),
@@ -465,18 +453,6 @@ impl Handler for ChatHandler {
                 },
                 Some(me),
             ) => {
-                if !node
-                    .registry
-                    .first_delivery(&me.id, &msg_id, node.dedup_window)
-                {
-                    return Self::send_response(
-                        ctx,
-                        &msg_id,
-                        code::OK,
-                        "duplicate msgId: not delivered again",
-                        rid,
-                    );
-                }
                 let to = node.registry.channel(&channel);
                 let out = protocol::message(
                     "CHANNEL_MESSAGE",

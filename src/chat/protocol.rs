@@ -71,6 +71,18 @@ pub enum Request {
     Ping,
 }
 
+impl Request {
+    /// The client's message id, for the types that carry one.
+    pub fn msg_id(&self) -> Option<&str> {
+        match self {
+            Request::SendToOne { msg_id, .. }
+            | Request::SendToAll { msg_id, .. }
+            | Request::SendToChannel { msg_id, .. } => Some(msg_id),
+            _ => None,
+        }
+    }
+}
+
 /// A message that could not be understood: the code and text for the `ERROR` reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadMessage {
