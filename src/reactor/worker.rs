@@ -129,21 +129,18 @@ pub(crate) struct Worker {
     read_buf: Vec<u8>,
     timers: TimerWheel,
     inbox: Receiver<Command>,
-    hub: Hub,
+    /// Router, hub, upgrade policy and the actions scratch, lent to handler calls.
+    env: HandlerEnv,
     metrics: Arc<WorkerMetrics>,
     shutdown: Arc<AtomicBool>,
     admission: Arc<Admission>,
-    router: Arc<Router>,
     config: Arc<Config>,
     http_limits: HttpLimits,
     decoder_limits: DecoderLimits,
-    policy: UpgradePolicy,
     /// Group name → slots of this worker's members.
     groups: HashMap<Arc<str>, HashSet<usize>>,
     /// Request paths shared by the connections that asked for them.
     paths: HashMap<Box<str>, Arc<str>>,
-    /// Reused between handler calls so collecting actions does not allocate.
-    actions: Cell<Vec<Action>>,
     /// Connections with queued output not yet flushed this turn.
     dirty: Vec<usize>,
     /// Connections whose reads were paused and whose queues have drained.
@@ -172,42 +169,50 @@ fn close_payload(code: u16, reason: &str) -> Vec<u8> {
     p
 }
 
-/// Runs one handler callback with a context over `open`, returning what it asked for.
-/// A free function so the caller can hold a connection mutably while lending the router
-/// and hub.
-fn run_handler(
-    router: &Router,
-    hub: &Hub,
-    subprotocols: &[String],
-    scratch: &Cell<Vec<Action>>,
-    id: ConnId,
-    open: &mut OpenState,
-    f: impl FnOnce(&dyn Handler, &mut Context<'_>),
-) -> Vec<Action> {
-    let mut actions = scratch.take();
-    let handler = router.handler(open.route());
-    let mut ctx = Context {
-        id,
-        path: &open.path,
-        protocol: open
-            .protocol
-            .and_then(|i| subprotocols.get(i as usize))
-            .map(String::as_str),
-        attributes: &mut open.attributes,
-        actions: &mut actions,
-        hub,
-    };
-    // A panicking handler must not take the worker (and every connection on it) down:
-    // the panic is contained to this connection, which is closed with 1011.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(handler, &mut ctx)));
-    if outcome.is_err() {
-        tracing::error!(%id, "handler panicked; closing the connection with 1011");
-        actions.push(Action::Close(
-            close_code::INTERNAL_ERROR,
-            "internal error".into(),
-        ));
+/// What a handler call needs besides the connection: kept apart from the connection
+/// table so a connection can be borrowed mutably while these are lent out.
+struct HandlerEnv {
+    router: Arc<Router>,
+    hub: Hub,
+    policy: UpgradePolicy,
+    /// Reused between handler calls so collecting actions does not allocate.
+    actions: Cell<Vec<Action>>,
+}
+
+impl HandlerEnv {
+    /// Runs one handler callback with a context over `open`, returning what it asked for.
+    fn run(
+        &self,
+        id: ConnId,
+        open: &mut OpenState,
+        f: impl FnOnce(&dyn Handler, &mut Context<'_>),
+    ) -> Vec<Action> {
+        let mut actions = self.actions.take();
+        let handler = self.router.handler(open.route());
+        let mut ctx = Context {
+            id,
+            path: &open.path,
+            protocol: open
+                .protocol
+                .and_then(|i| self.policy.subprotocols.get(i as usize))
+                .map(String::as_str),
+            attributes: &mut open.attributes,
+            actions: &mut actions,
+            hub: &self.hub,
+        };
+        // A panicking handler must not take the worker (and every connection on it)
+        // down: the panic is contained to this connection, which is closed with 1011.
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(handler, &mut ctx)));
+        if outcome.is_err() {
+            tracing::error!(%id, "handler panicked; closing the connection with 1011");
+            actions.push(Action::Close(
+                close_code::INTERNAL_ERROR,
+                "internal error".into(),
+            ));
+        }
+        actions
     }
-    actions
 }
 
 impl Worker {
@@ -236,17 +241,19 @@ impl Worker {
             timers: TimerWheel::new(now),
             inbox,
             metrics: hub.inner.metrics[index].clone(),
-            hub,
+            env: HandlerEnv {
+                router,
+                hub,
+                policy: config.upgrade_policy(),
+                actions: Cell::new(Vec::new()),
+            },
             shutdown,
             admission,
-            router,
             http_limits: config.http_limits(),
             decoder_limits: config.decoder_limits(),
-            policy: config.upgrade_policy(),
             config,
             groups: HashMap::new(),
             paths: HashMap::new(),
-            actions: Cell::new(Vec::new()),
             dirty: Vec::new(),
             resume: Vec::new(),
             scratch: Vec::new(),
@@ -420,7 +427,7 @@ impl Worker {
     }
 
     fn drain_inbox(&mut self) {
-        self.hub.inner.peers[self.index as usize].clear_wake();
+        self.env.hub.inner.peers[self.index as usize].clear_wake();
         while let Ok(cmd) = self.inbox.try_recv() {
             match cmd {
                 Command::Send { to, frame } => {
@@ -564,21 +571,21 @@ impl Worker {
     }
 
     fn serve_http(&mut self, slot: usize, req: Request) {
-        let Some(route) = self.router.http_route(&req.path) else {
+        let Some(route) = self.env.router.http_route(&req.path) else {
             return self.reject(slot, HandshakeError::NotFound(req.path));
         };
-        let resp = route(&req, &self.hub);
+        let resp = route(&req, &self.env.hub);
         self.respond_and_close(slot, resp.to_bytes());
     }
 
     fn on_request(&mut self, slot: usize, req: Request, rest: &[u8]) {
-        if !is_upgrade_request(&req) && self.router.http_route(&req.path).is_some() {
+        if !is_upgrade_request(&req) && self.env.router.http_route(&req.path).is_some() {
             return self.start_http(slot, req, rest);
         }
         if let Err(e) = check_request_line(&req) {
             return self.reject(slot, e);
         }
-        let Some(route) = self.router.ws_route(&req.path) else {
+        let Some(route) = self.env.router.ws_route(&req.path) else {
             return self.reject(slot, HandshakeError::NotFound(req.path));
         };
         if self.shutdown_deadline.is_some() {
@@ -591,12 +598,13 @@ impl Worker {
             return self.reject(slot, e);
         }
         let generation = conn.generation;
-        let upgrade = match validate_upgrade(&req, &self.policy) {
+        let upgrade = match validate_upgrade(&req, &self.env.policy) {
             Ok(u) => u,
             Err(e) => return self.reject(slot, e),
         };
         let protocol = upgrade.protocol.as_ref().and_then(|p| {
-            self.policy
+            self.env
+                .policy
                 .subprotocols
                 .iter()
                 .position(|s| s == p)
@@ -613,19 +621,11 @@ impl Worker {
         });
         let id = self.conn_id(slot, generation);
         let mut verdict = Ok(());
-        let actions = run_handler(
-            &self.router,
-            &self.hub,
-            &self.policy.subprotocols,
-            &self.actions,
-            id,
-            &mut open,
-            |h, ctx| {
-                verdict = h.on_open(ctx, &req);
-            },
-        );
+        let actions = self.env.run(id, &mut open, |h, ctx| {
+            verdict = h.on_open(ctx, &req);
+        });
         if let Err(resp) = verdict {
-            self.actions.set(actions);
+            self.env.actions.set(actions);
             bump(
                 &self.metrics.handshake_failures
                     [HandshakeFailure::from_status(resp.status) as usize],
@@ -784,15 +784,7 @@ impl Worker {
         };
         let id = ConnId::new(self.index, slot as u32, conn.generation);
         let route = open.route();
-        let actions = run_handler(
-            &self.router,
-            &self.hub,
-            &self.policy.subprotocols,
-            &self.actions,
-            id,
-            open,
-            move |h, ctx| h.on_message(ctx, msg),
-        );
+        let actions = self.env.run(id, open, move |h, ctx| h.on_message(ctx, msg));
         self.apply_actions(slot, route, actions);
     }
 
@@ -812,7 +804,7 @@ impl Worker {
                 Action::Leave(group) => self.leave(slot, &group),
             }
         }
-        self.actions.set(actions);
+        self.env.actions.set(actions);
     }
 
     fn close_by_app(&mut self, slot: usize, code: u16, reason: &str) {
@@ -927,20 +919,12 @@ impl Worker {
         code: u16,
         reason: &str,
     ) {
-        let actions = run_handler(
-            &self.router,
-            &self.hub,
-            &self.policy.subprotocols,
-            &self.actions,
-            id,
-            open,
-            |h, ctx| {
-                if let Some(err) = &err {
-                    h.on_error(ctx, err);
-                }
-                h.on_close(ctx, code, reason);
-            },
-        );
+        let actions = self.env.run(id, open, |h, ctx| {
+            if let Some(err) = &err {
+                h.on_error(ctx, err);
+            }
+            h.on_close(ctx, code, reason);
+        });
         self.apply_actions(slot, open.route(), actions);
     }
 
@@ -948,7 +932,7 @@ impl Worker {
         // Encoded once; every recipient on every worker queues a handle to these bytes.
         let frame = encode_shared(msg);
         self.deliver_route(route, &frame);
-        for (i, peer) in self.hub.inner.peers.iter().enumerate() {
+        for (i, peer) in self.env.hub.inner.peers.iter().enumerate() {
             if i != self.index as usize {
                 peer.send(Command::Route {
                     route,
