@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::conn::{request, Event, State};
 use super::driver::Driver;
 use super::payload::SeqTracker;
-use super::report::{cpu_time, spawn_progress, Progress, Report, Stats};
+use super::report::{spawn_progress, Progress, Report, Stats};
 use super::{ensure_fds, BenchError, CommonArgs};
 use crate::ws::OpCode;
 
@@ -115,19 +115,17 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
         group: (0..n).map(|_| AtomicU64::new(0)).collect(),
         channel: (0..n).map(|_| AtomicU64::new(0)).collect(),
     });
-    let delivered = Arc::new(AtomicU64::new(0));
     let t0 = Instant::now();
     let (warmup, duration, rate) = (a.common.warmup(), a.common.duration(), a.rate.max(0.01));
     let printer = spawn_progress(progress.clone(), "deliveries");
     let mut handles = Vec::new();
     for t in 0..threads {
         let a = a.clone();
-        let (p, ready, start_ns, sent, delivered) = (
+        let (p, ready, start_ns, sent) = (
             progress.clone(),
             ready.clone(),
             start_ns.clone(),
             sent.clone(),
-            delivered.clone(),
         );
         let mut driver = Driver::new(target.addr, Vec::new(), binds.clone(), 0x5eed ^ t as u64)?;
         let host = target.host.clone();
@@ -270,7 +268,6 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
                                 };
                                 s.received += 1;
                                 u.seen.entry((kind, src)).or_default().record(seq);
-                                delivered.fetch_add(1, Ordering::Relaxed);
                                 let now_ns = (now - t0).as_nanos() as u64;
                                 if let Some((w, e)) = warm {
                                     if ts >= w && now_ns < e {
@@ -353,21 +350,19 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
             )
         })
         .collect();
-    let _ = delivered;
     Ok((
         a.common.json,
-        Report {
-            mode: "chat",
-            unit: "deliveries",
-            measured: duration,
+        Report::new(
+            "chat",
+            "deliveries",
+            duration,
             stats,
-            client_cpu: cpu_time(),
-            elapsed: run_start.elapsed(),
-            extra: vec![
+            run_start,
+            vec![
                 ("users", n.into()),
                 ("rate_per_user", a.rate.into()),
                 ("by_type", Value::Object(per_kind)),
             ],
-        },
+        ),
     ))
 }

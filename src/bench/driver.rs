@@ -20,8 +20,6 @@ pub(crate) struct Driver {
     binds: Vec<IpAddr>,
     next_bind: usize,
     seed: u64,
-    /// Connections with bytes queued that could not be written yet.
-    pub(crate) errors: u64,
 }
 
 impl Driver {
@@ -41,7 +39,6 @@ impl Driver {
             binds,
             next_bind: 0,
             seed,
-            errors: 0,
         })
     }
 
@@ -136,7 +133,6 @@ impl Driver {
                     }
                 }
                 Err(e) => {
-                    self.errors += 1;
                     on_fail(idx, &e);
                     self.remove(idx);
                 }
@@ -153,7 +149,6 @@ impl Driver {
             };
             if conn.pending() > 0 && conn.state == State::Open {
                 if let Err(e) = conn.flush() {
-                    self.errors += 1;
                     on_fail(idx, &e);
                     self.remove(idx);
                 }

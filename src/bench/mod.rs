@@ -142,21 +142,18 @@ pub(crate) fn ensure_fds(connections: u64) -> Result<(), BenchError> {
 /// Runs a mode and prints its report; the exit status is non-zero when any message was
 /// lost, corrupted, duplicated or reordered, or connections failed.
 pub fn run(mode: BenchMode) -> Result<bool, BenchError> {
-    let report = match mode {
+    let (json, report) = match mode {
         BenchMode::Echo(a) => modes::echo(a)?,
         BenchMode::Broadcast(a) => modes::broadcast(a)?,
         BenchMode::Connect(a) => modes::connect(a)?,
         BenchMode::Hold(a) => modes::hold(a)?,
         BenchMode::Chat(a) => chat::chat(a)?,
     };
-    let (json, ok) = (
-        report.0,
-        report.1.stats.integrity_errors() == 0 && report.1.stats.conn_errors == 0,
-    );
+    let ok = report.clean();
     if json {
-        println!("{}", report.1.to_json());
+        println!("{}", report.to_json());
     } else {
-        report.1.print_table();
+        report.print_table();
         if !ok {
             println!("RESULT          FAILED: messages lost, corrupted, duplicated or reordered, or connections failed");
         }

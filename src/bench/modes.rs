@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::conn::{request, Event, State};
 use super::driver::{ns_since, Driver};
 use super::payload::{self, SeqTracker};
-use super::report::{cpu_time, spawn_progress, Progress, Report, Stats};
+use super::report::{spawn_progress, Progress, Report, Stats};
 use super::{ensure_fds, BenchError, CommonArgs};
 use crate::ws::OpCode;
 
@@ -276,19 +276,18 @@ pub(crate) fn echo(a: EchoArgs) -> Result<(bool, Report), BenchError> {
     let measured = a.common.duration();
     Ok((
         a.common.json,
-        Report {
-            mode: "echo",
-            unit: "round trips",
+        Report::new(
+            "echo",
+            "round trips",
             measured,
             stats,
-            client_cpu: cpu_time(),
-            elapsed: run_start.elapsed(),
-            extra: vec![
+            run_start,
+            vec![
                 ("connections", a.connections.into()),
                 ("in_flight", a.in_flight.into()),
                 ("size", a.size.into()),
             ],
-        },
+        ),
     ))
 }
 
@@ -497,9 +496,8 @@ pub(crate) fn broadcast(a: BroadcastArgs) -> Result<(bool, Report), BenchError> 
             }
         }
         close_all(&mut d);
-        // Each thread reports what its receivers got per publisher, as "lost" relative to
-        // zero; the caller turns it into real loss with the final published counts.
-        s.lost = conns
+        // Loss needs every thread's published counts: the caller computes it from these.
+        s.unique = conns
             .iter()
             .map(|bc| bc.trackers.iter().map(|t| t.unique).sum::<u64>())
             .sum();
@@ -508,24 +506,22 @@ pub(crate) fn broadcast(a: BroadcastArgs) -> Result<(bool, Report), BenchError> 
     let _ = printer.join();
     let mut stats = stats;
     let published_total: u64 = published.iter().map(|x| x.load(Ordering::Acquire)).sum();
-    let received_total = stats.lost;
-    stats.lost = (published_total * total as u64).saturating_sub(received_total);
+    stats.lost = (published_total * total as u64).saturating_sub(stats.unique);
     Ok((
         a.common.json,
-        Report {
-            mode: "broadcast",
-            unit: "deliveries",
-            measured: duration,
+        Report::new(
+            "broadcast",
+            "deliveries",
+            duration,
             stats,
-            client_cpu: cpu_time(),
-            elapsed: run_start.elapsed(),
-            extra: vec![
+            run_start,
+            vec![
                 ("subscribers", a.subscribers.into()),
                 ("publishers", a.publishers.into()),
                 ("published", published_total.into()),
                 ("size", a.size.into()),
             ],
-        },
+        ),
     ))
 }
 
@@ -594,15 +590,14 @@ pub(crate) fn connect(a: ConnectArgs) -> Result<(bool, Report), BenchError> {
     let _ = printer.join();
     Ok((
         a.common.json,
-        Report {
-            mode: "connect",
-            unit: "handshakes",
-            measured: a.common.duration(),
+        Report::new(
+            "connect",
+            "handshakes",
+            a.common.duration(),
             stats,
-            client_cpu: cpu_time(),
-            elapsed: run_start.elapsed(),
-            extra: vec![("concurrency", a.concurrency.into())],
-        },
+            run_start,
+            vec![("concurrency", a.concurrency.into())],
+        ),
     ))
 }
 
@@ -723,14 +718,6 @@ pub(crate) fn hold(a: HoldArgs) -> Result<(bool, Report), BenchError> {
     }
     Ok((
         a.common.json,
-        Report {
-            mode: "hold",
-            unit: "connections",
-            measured: hold_for,
-            stats,
-            client_cpu: cpu_time(),
-            elapsed: run_start.elapsed(),
-            extra,
-        },
+        Report::new("hold", "connections", hold_for, stats, run_start, extra),
     ))
 }

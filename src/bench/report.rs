@@ -28,6 +28,8 @@ pub(crate) struct Stats {
     pub(crate) duplicates: u64,
     pub(crate) reordered: u64,
     pub(crate) lost: u64,
+    /// Distinct messages received (duplicates not counted), for loss accounting.
+    pub(crate) unique: u64,
     pub(crate) conn_errors: u64,
     pub(crate) closed_by_server: u64,
     pub(crate) latency_ns: Histogram<u64>,
@@ -44,6 +46,7 @@ impl Default for Stats {
             duplicates: 0,
             reordered: 0,
             lost: 0,
+            unique: 0,
             conn_errors: 0,
             closed_by_server: 0,
             // 1 ns to 100 s at 3 significant digits.
@@ -67,6 +70,7 @@ impl Stats {
         self.duplicates += o.duplicates;
         self.reordered += o.reordered;
         self.lost += o.lost;
+        self.unique += o.unique;
         self.conn_errors += o.conn_errors;
         self.closed_by_server += o.closed_by_server;
         let _ = self.latency_ns.add(&o.latency_ns);
@@ -143,6 +147,32 @@ pub(crate) struct Report {
 }
 
 impl Report {
+    /// A report for a run that started at `run_start`; the client CPU is read now.
+    pub(crate) fn new(
+        mode: &'static str,
+        unit: &'static str,
+        measured: Duration,
+        stats: Stats,
+        run_start: Instant,
+        extra: Vec<(&'static str, serde_json::Value)>,
+    ) -> Self {
+        Report {
+            mode,
+            unit,
+            measured,
+            stats,
+            client_cpu: cpu_time(),
+            elapsed: run_start.elapsed(),
+            extra,
+        }
+    }
+
+    /// Whether the run was clean: nothing lost, corrupted, duplicated or reordered, and
+    /// no connection failed.
+    pub(crate) fn clean(&self) -> bool {
+        self.stats.integrity_errors() == 0 && self.stats.conn_errors == 0
+    }
+
     pub(crate) fn rate(&self) -> f64 {
         self.stats.completed as f64 / self.measured.as_secs_f64().max(1e-9)
     }
