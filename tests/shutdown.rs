@@ -2,8 +2,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -36,25 +35,7 @@ fn stop_sends_1001_to_every_connection() {
 
 #[test]
 fn binary_exits_zero_on_sigterm_after_closing_clients_with_1001() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["echo", "--listen", "127.0.0.1:0", "--workers", "2"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The log line "listening local_addr=..." names the real port.
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let addr = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited early"
-        );
-        if let Some(rest) = line.split("local_addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    let addr = addr.parse().unwrap();
+    let (mut child, addr) = spawn_binary(&["echo", "--listen", "127.0.0.1:0", "--workers", "2"]);
     let mut ws = connect(addr, "/");
     ws.send(Message::Text("ping".into())).unwrap();
     assert_eq!(ws.read().unwrap(), Message::Text("ping".into()));
@@ -66,7 +47,6 @@ fn binary_exits_zero_on_sigterm_after_closing_clients_with_1001() {
     assert!(status.success());
     expect_going_away(&mut ws);
     drop(ws);
-    std::thread::spawn(move || for _ in stderr.lines() {});
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let code = loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -152,3 +152,29 @@ pub fn read_close_code(s: &mut TcpStream) -> u16 {
     }
 }
 pub mod chat;
+
+/// Starts the `switchboard` binary with `args` (which should listen on port 0) and
+/// returns it with the address it reports in its "listening local_addr=…" log line. Its
+/// stderr keeps being drained so the child never blocks on a full pipe.
+pub fn spawn_binary(args: &[&str]) -> (std::process::Child, SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server exited early"
+        );
+        if let Some(rest) = line.split("local_addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    (child, addr)
+}
