@@ -10,7 +10,7 @@
 //! sits on the connection path. An acceptor thread would add a cross-thread hop and a
 //! wake-up per connection; with reuseport, a handshake touches one thread only.
 //! Measured (2-core machine, 2026-11-22): `cargo bench --bench hub -- accept` takes
-//! 98 µs per sequential connect + upgrade + reset with one worker and 129 µs with two
+//! 98–122 µs per sequential connect + upgrade + reset with one worker and 129–136 µs with two
 //! (the second worker shares a core with the client there); `switchboard bench connect
 //! -c 50` against one pinned worker does ~20.5k handshakes/s, limited by the client
 //! (BENCHMARKS.md). The acceptor-thread design was not built, so there is no
