@@ -18,7 +18,7 @@ use crate::handler::Message;
 use crate::id::ConnId;
 use crate::metrics::{MetricsSnapshot, WorkerMetrics};
 use crate::router::Router;
-use crate::ws::{encode_frame, OpCode};
+use crate::ws::{FrameHeader, OpCode};
 
 /// The token a worker's waker fires with.
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
@@ -32,7 +32,11 @@ pub(crate) fn encode_shared(msg: &Message) -> SharedFrame {
         Message::Text(s) => (OpCode::Text, s.as_bytes()),
         Message::Binary(b) => (OpCode::Binary, b.as_slice()),
     };
-    encode_frame(true, op, bytes).into()
+    // Collected straight into the shared allocation: the iterator's exact length lets
+    // `Arc<[u8]>` allocate once, where `encode_frame(..).into()` built a `Vec` and then
+    // copied it into the `Arc`.
+    let header = FrameHeader::new(true, op, bytes.len(), None);
+    header.as_bytes().iter().chain(bytes).copied().collect()
 }
 
 /// Work handed to a worker by other threads.
