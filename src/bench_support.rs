@@ -1,9 +1,9 @@
 //! Internals exposed for `benches/` only; not part of the API and not semver-stable.
 
 pub use crate::bench::conn::{next_frame, RawFrame};
+use crate::conn::OutQueue;
 use crate::handler::Message;
 use crate::hub::encode_shared;
-use crate::reactor::OutQueue;
 use crate::ws::OpCode;
 
 /// `n` connection queues, to measure fan-out into them.

@@ -32,8 +32,13 @@ pub struct Config {
     /// Largest body of a plain HTTP request (the push API's JSON). Default 64 KiB;
     /// larger → 413.
     pub max_body_bytes: usize,
-    /// A client that has not finished its handshake by then is disconnected. Default 10 s.
+    /// A client that has not sent a whole request (head and body: a handshake, or a
+    /// plain HTTP request) within this time of its first byte — of the connection's start
+    /// for the first request — is disconnected. Default 10 s.
     pub handshake_timeout_ms: u64,
+    /// How long an HTTP connection is kept open, idle, for its next request after a
+    /// response (keep-alive). 0: close after every response. Default 60 s.
+    pub keepalive_timeout_ms: u64,
     /// Largest frame payload. Default 16 MiB; larger → close 1009.
     pub max_frame_size: usize,
     /// Largest message after reassembly. Default 64 MiB; larger → close 1009.
@@ -87,6 +92,7 @@ impl Default for Config {
             max_headers: http.max_headers,
             max_body_bytes: 64 * 1024,
             handshake_timeout_ms: 10_000,
+            keepalive_timeout_ms: 60_000,
             max_frame_size: dec.max_frame_size,
             max_message_size: dec.max_message_size,
             write_high_water: 256 * 1024,
@@ -221,6 +227,10 @@ impl Config {
 
     pub(crate) fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    pub(crate) fn keepalive_timeout(&self) -> Duration {
+        Duration::from_millis(self.keepalive_timeout_ms)
     }
 
     pub(crate) fn close_timeout(&self) -> Duration {

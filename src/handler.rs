@@ -11,63 +11,7 @@ use std::fmt;
 use crate::http::{HttpResponse, Request};
 use crate::hub::Hub;
 use crate::id::ConnId;
-use crate::ws::ProtocolError;
-
-/// A complete WebSocket data message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
-    /// UTF-8 text.
-    Text(String),
-    /// Bytes.
-    Binary(Vec<u8>),
-}
-
-impl Message {
-    /// The payload bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            Message::Text(s) => s.as_bytes(),
-            Message::Binary(b) => b,
-        }
-    }
-}
-
-impl From<String> for Message {
-    fn from(s: String) -> Self {
-        Message::Text(s)
-    }
-}
-
-impl From<&str> for Message {
-    fn from(s: &str) -> Self {
-        Message::Text(s.to_owned())
-    }
-}
-
-impl From<Vec<u8>> for Message {
-    fn from(b: Vec<u8>) -> Self {
-        Message::Binary(b)
-    }
-}
-
-/// Why a connection is ending abnormally; given to [`Handler::on_error`] just before
-/// [`Handler::on_close`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnError {
-    /// The peer broke RFC 6455; the server closed with the error's close code.
-    #[error("protocol error: {0}")]
-    Protocol(#[from] ProtocolError),
-    /// The socket failed or the peer went away without a close frame.
-    #[error("connection lost: {0}")]
-    Io(String),
-    /// The outbound queue passed `max_queued_bytes` (policy `close`): closed with 1008.
-    #[error("slow consumer: more than {0} bytes queued")]
-    SlowConsumer(usize),
-    /// Nothing arrived within `idle_timeout_ms`, pings included: closed with 1001.
-    #[error("idle for {0} ms")]
-    IdleTimeout(u64),
-}
+pub use crate::message::{ConnError, Message};
 
 /// Typed per-connection values, one per type: what Spring keeps in
 /// `session.getAttributes()`. Set them in `on_open` (a user id from the token, say) and
@@ -177,6 +121,12 @@ pub trait Handler: Send + Sync + 'static {
     /// went away without a close frame. Sends are ignored from here on; broadcasts and
     /// group sends to others still go out.
     fn on_close(&self, _ctx: &mut Context<'_>, _code: u16, _reason: &str) {}
+
+    /// A timer set with [`Context::set_timer`] came due; `token` is the value it was set
+    /// with. Runs on the connection's worker like every other callback. There is no
+    /// cancel: a handler that no longer wants the timer ignores it (check the state the
+    /// timer was for, in the attributes). Timers of a closed connection never fire.
+    fn on_timer(&self, _ctx: &mut Context<'_>, _token: u64) {}
 }
 
 /// What a handler asked for, carried out by the worker after the handler returns.
@@ -187,6 +137,7 @@ pub(crate) enum Action {
     Broadcast(Message),
     Join(String),
     Leave(String),
+    SetTimer(std::time::Duration, u64),
 }
 
 /// The connection a handler is called for, and what it can ask of the server.
@@ -269,5 +220,12 @@ impl Context<'_> {
     /// Removes this connection from a group.
     pub fn leave(&mut self, group: &str) {
         self.actions.push(Action::Leave(group.to_owned()));
+    }
+
+    /// Calls [`Handler::on_timer`] with `token` for this connection once `after` has
+    /// passed (to within the reactor's 100 ms tick), on this connection's worker. Cheap
+    /// enough for one per connection: an entry in the worker's timer wheel.
+    pub fn set_timer(&mut self, after: std::time::Duration, token: u64) {
+        self.actions.push(Action::SetTimer(after, token));
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Token, Waker};
 
-use crate::handler::Message;
+use crate::handler::{Context, Message};
 use crate::id::ConnId;
 use crate::metrics::{MetricsSnapshot, WorkerMetrics};
 use crate::router::Router;
@@ -70,7 +70,14 @@ pub(crate) enum Command {
         code: u16,
         reason: String,
     },
+    Call {
+        id: ConnId,
+        f: CallFn,
+    },
 }
+
+/// Work another thread runs on a connection's worker (see [`Hub::call`]).
+pub(crate) type CallFn = Box<dyn FnOnce(&mut Context<'_>) + Send>;
 
 /// The sending side of one worker's inbox.
 pub(crate) struct Peer {
@@ -248,6 +255,28 @@ impl Hub {
                 code,
                 reason: reason.to_owned(),
             });
+        }
+    }
+
+    /// Runs `f` on the worker that owns connection `id`, with that connection's
+    /// [`Context`], as if it were a handler callback: what it sends is ordered with the
+    /// connection's other output, and it can read and change the attributes. How work
+    /// done on another thread (a storage write, a backend call, a message from a
+    /// cluster) comes back to a connection. If the connection has closed by then, `f` is
+    /// dropped without running and the drop is counted like a stale send.
+    ///
+    /// ```no_run
+    /// # use switchboard::{Hub, ConnId};
+    /// # fn demo(hub: Hub, id: ConnId) {
+    /// std::thread::spawn(move || {
+    ///     let stored = 42; // a slow lookup, off the worker
+    ///     hub.call(id, move |ctx| ctx.send_text(format!("stored as {stored}")));
+    /// });
+    /// # }
+    /// ```
+    pub fn call(&self, id: ConnId, f: impl FnOnce(&mut Context<'_>) + Send + 'static) {
+        if let Some(peer) = self.peer(id.worker()) {
+            peer.send(Command::Call { id, f: Box::new(f) });
         }
     }
 

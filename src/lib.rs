@@ -1,9 +1,12 @@
 //! Switchboard: a WebSocket server built on a hand-rolled, per-core mio reactor.
 //!
 //! The crate is layered, and dependencies point one way:
-//! - [`http`] and [`ws`]: sans-IO protocol cores (upgrade parsing, RFC 6455 framing).
+//! - [`http`] and [`ws`]: sans-IO codecs (request heads and bodies, the upgrade rules,
+//!   RFC 6455 framing).
+//! - [`conn`]: sans-IO connection machines (HTTP/1.1 with keep-alive, WebSocket) driven
+//!   with bytes and a clock; `io`: the transport under each connection (plain TCP).
 //! - `reactor`: worker threads, each with its own `mio::Poll`, connection slab, timers
-//!   and inbox; it feeds the protocol cores bytes and calls handlers.
+//!   and inbox; a shell that moves bytes between `io` and `conn` and calls handlers.
 //! - [`Server`], [`Handler`], [`Context`], [`Hub`]: the embedding API; the hub reaches
 //!   connections from any thread through the workers' inboxes.
 //! - [`echo`]: the bare-engine application behind `switchboard echo`.
@@ -16,11 +19,14 @@ pub mod bench;
 pub mod bench_support;
 pub mod chat;
 pub mod config;
+pub mod conn;
 pub mod echo;
 mod handler;
 pub mod http;
 mod hub;
 mod id;
+mod io;
+mod message;
 pub mod metrics;
 mod reactor;
 mod router;
@@ -28,9 +34,10 @@ mod server;
 pub mod ws;
 
 pub use config::{Config, ConfigError, SlowConsumerPolicy};
-pub use handler::{Attributes, ConnError, Context, Handler, Message};
+pub use handler::{Attributes, Context, Handler};
 pub use hub::Hub;
 pub use id::{ConnId, ParseConnIdError};
+pub use message::{ConnError, Message};
 pub use metrics::MetricsSnapshot;
 pub use router::HttpHandler;
 pub use server::{Server, ServerBuilder, ServerError, ServerHandle, Stopper};

@@ -63,7 +63,7 @@ fn healthz_answers_200() {
     let server = routed_server(config(1));
     let resp = raw_exchange(
         server.local_addr(),
-        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     );
     assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
     assert!(resp.ends_with("\r\n\r\nok\n"), "{resp}");
@@ -220,8 +220,10 @@ fn plain_http_routes_get_their_body() {
     // The body arrives in a later write than the head.
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello")
-        .unwrap();
+    s.write_all(
+        b"POST /len HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 11\r\n\r\nhello",
+    )
+    .unwrap();
     sleep(Duration::from_millis(50));
     s.write_all(b" world").unwrap();
     let resp = read_to_close(&mut s);
@@ -231,9 +233,18 @@ fn plain_http_routes_get_their_body() {
         "x".repeat(101)
     );
     assert_rejected(&raw_exchange(addr, big.as_bytes()), "413");
-    let chunked = "POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
-    assert_rejected(&raw_exchange(addr, chunked.as_bytes()), "411");
-    let healthz_post = "POST /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-    assert_rejected(&raw_exchange(addr, healthz_post.as_bytes()), "405");
+    // A chunked body is decoded, under the same limit.
+    let chunked = "POST /len HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    let resp = raw_exchange(addr, chunked.as_bytes());
+    assert!(resp.ends_with("\r\n\r\nPOST 11\n"), "{resp}");
+    let chunked_big = "POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n";
+    assert_rejected(&raw_exchange(addr, chunked_big.as_bytes()), "413");
+    let gzip = "POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n";
+    assert_rejected(&raw_exchange(addr, gzip.as_bytes()), "411");
+    // A route's own error status is an answer, not a protocol error: the connection
+    // stays open unless the client asks otherwise.
+    let healthz_post = "POST /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let resp = raw_exchange(addr, healthz_post.as_bytes());
+    assert!(resp.starts_with("HTTP/1.1 405"), "{resp}");
     server.stop();
 }

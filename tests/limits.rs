@@ -66,7 +66,10 @@ fn metrics_endpoint_reports_counters_in_prometheus_text() {
             .replace("Version: 13", "Version: 8")
             .as_bytes(),
     );
-    let body = raw_exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let body = raw_exchange(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     assert!(body.starts_with("HTTP/1.1 200 OK\r\n"), "{body}");
     for line in [
         "# TYPE switchboard_connections_open gauge",

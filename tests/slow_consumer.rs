@@ -59,7 +59,10 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let body = raw_exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let body = raw_exchange(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
     body.lines()
         .find_map(|l| l.strip_prefix(&format!("switchboard_{name} ")))
         .and_then(|v| v.trim().parse().ok())

@@ -43,7 +43,7 @@ pub enum HandshakeError {
     /// A plain request's body is larger than `max_body_bytes`. 413.
     #[error("request body exceeds {0} bytes")]
     BodyTooLarge(usize),
-    /// A chunked (or otherwise length-less) request body. 411.
+    /// A transfer coding other than `chunked` (or chunked over HTTP/1.0). 411.
     #[error("a Content-Length is required")]
     LengthRequired,
     /// The server is at `max_connections` (or the client at `max_connections_per_ip`),

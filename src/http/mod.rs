@@ -6,13 +6,15 @@
 //! routes' handlers: the reactor asks it about bytes and gets back a request or an error
 //! with its response.
 
+mod chunked;
 mod error;
 mod request;
 mod response;
 mod upgrade;
 
+pub use chunked::ChunkedDecoder;
 pub use error::HandshakeError;
-pub use request::{parse_request, percent_decode, HttpLimits, Parsed, Request};
+pub use request::{parse_request, percent_decode, BodyFraming, HttpLimits, Parsed, Request};
 pub use response::{accept_key, HttpResponse};
 pub use upgrade::{
     check_request_line, is_upgrade_request, validate_upgrade, Upgrade, UpgradePolicy,

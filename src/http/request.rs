@@ -58,8 +58,26 @@ impl Request {
         })
     }
 
+    /// How the body of a plain request is framed (RFC 9112 §6.3): chunked, a
+    /// `Content-Length` of at most `max` bytes, or none. A transfer coding other than
+    /// `chunked` alone is refused (411), as is a request with both framings (400: the
+    /// classic request-smuggling ambiguity).
+    pub fn body_framing(&self, max: usize) -> Result<BodyFraming, HandshakeError> {
+        let Some(te) = self.header("Transfer-Encoding") else {
+            return self.content_length(max).map(BodyFraming::Length);
+        };
+        if self.header("Content-Length").is_some() {
+            return Err(HandshakeError::Malformed(
+                "both Transfer-Encoding and Content-Length".into(),
+            ));
+        }
+        if self.version < 1 || !te.eq_ignore_ascii_case("chunked") {
+            return Err(HandshakeError::LengthRequired);
+        }
+        Ok(BodyFraming::Chunked)
+    }
+
     /// The body length a plain request announces with `Content-Length` (0 without one).
-    /// Chunked bodies are refused (411): every client that matters here sends a length.
     pub fn content_length(&self, max: usize) -> Result<usize, HandshakeError> {
         if self.header("Transfer-Encoding").is_some() {
             return Err(HandshakeError::LengthRequired);
@@ -98,6 +116,15 @@ impl Request {
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     }
+}
+
+/// How a request's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// `Content-Length` bytes (0 when the header is absent).
+    Length(usize),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
 }
 
 /// Decodes `%XX` escapes and `+` (as a space, the form encoding browsers use in query

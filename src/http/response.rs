@@ -14,7 +14,8 @@ pub fn accept_key(key: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha.finalize())
 }
 
-/// A complete HTTP response. Every response but the 101 closes the connection.
+/// A complete HTTP response. Whether the connection stays open after it is the
+/// connection's decision (see [`HttpResponse::encode`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     /// Status code.
@@ -61,6 +62,13 @@ impl HttpResponse {
 
     /// The wire bytes, with `Content-Length` and `Connection: close`.
     pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode(false, false)
+    }
+
+    /// The wire bytes, with `Content-Length` and `Connection: keep-alive` or
+    /// `Connection: close`; for a `HEAD` request (`head_only`) the body is left out but
+    /// its length still announced (RFC 9110 §9.3.2).
+    pub fn encode(&self, keep_alive: bool, head_only: bool) -> Vec<u8> {
         let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         for (n, v) in &self.headers {
             out.push_str(n);
@@ -68,12 +76,15 @@ impl HttpResponse {
             out.push_str(v);
             out.push_str("\r\n");
         }
+        let connection = if keep_alive { "keep-alive" } else { "close" };
         out.push_str(&format!(
-            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            "Content-Length: {}\r\nConnection: {connection}\r\n\r\n",
             self.body.len()
         ));
         let mut bytes = out.into_bytes();
-        bytes.extend_from_slice(&self.body);
+        if !head_only {
+            bytes.extend_from_slice(&self.body);
+        }
         bytes
     }
 }
@@ -102,6 +113,7 @@ fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         409 => "Conflict",
         411 => "Length Required",
         413 => "Content Too Large",

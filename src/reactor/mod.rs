@@ -1,9 +1,12 @@
 //! The event loop: sockets, readiness, timers and per-worker connection tables.
 //!
 //! Owns every socket. Each worker thread has its own `mio::Poll`, listener, `Slab` of
-//! connections, read buffer, timer wheel and group table; other threads reach a worker
-//! only through its inbox (see `hub`). Protocol decisions are delegated to the sans-IO
-//! `http` and `ws` modules; application behavior to the route's handler.
+//! connections, read buffer, timer wheels and group table; other threads reach a worker
+//! only through its inbox (see `hub`). Bytes move through the `io` layer; protocol
+//! decisions are the sans-IO connection machines' (`conn`); application behavior is the
+//! route's handler's. The worker (`worker.rs`) is the shell; `http_side.rs` routes the
+//! HTTP machine's events and performs the upgrade; `app.rs` runs handlers and carries
+//! out what they ask.
 //!
 //! Accepting: each worker has its own `SO_REUSEPORT` listener on the same address, so the
 //! kernel spreads new connections across workers and no accept thread or hand-off channel
@@ -17,12 +20,12 @@
 //! side-by-side figure for it.
 
 mod admission;
+mod app;
+mod http_side;
 mod listener;
-mod outq;
 mod timer;
 mod worker;
 
 pub(crate) use admission::Admission;
 pub(crate) use listener::bind_listeners;
-pub(crate) use outq::OutQueue;
 pub(crate) use worker::Worker;

@@ -1,4 +1,5 @@
-//! A hashed timer wheel for per-connection deadlines (handshake, close linger).
+//! A hashed timer wheel for per-connection deadlines (request, heartbeat, close linger)
+//! and for the timers handlers set.
 //!
 //! Owns (key, due tick) entries in buckets of `TICK` each. Inserting is O(1) and
 //! cancelling is free: an entry is never removed early, the owner checks on expiry
@@ -12,15 +13,15 @@ pub(crate) const TICK: Duration = Duration::from_millis(100);
 /// Buckets in the wheel: 512 ticks ≈ 51 s per turn. Longer deadlines wait out extra turns.
 const SLOTS: usize = 512;
 
-pub(crate) struct TimerWheel {
+pub(crate) struct TimerWheel<T = u64> {
     start: Instant,
     /// The last tick whose bucket was processed.
     current: u64,
-    slots: Vec<Vec<(u64, u64)>>,
+    slots: Vec<Vec<(T, u64)>>,
     len: usize,
 }
 
-impl TimerWheel {
+impl<T> TimerWheel<T> {
     pub(crate) fn new(now: Instant) -> Self {
         TimerWheel {
             start: now,
@@ -35,7 +36,7 @@ impl TimerWheel {
     }
 
     /// Schedules `key` to be returned by [`TimerWheel::expire`] at or after `at`.
-    pub(crate) fn insert(&mut self, key: u64, at: Instant) {
+    pub(crate) fn insert(&mut self, key: T, at: Instant) {
         // Round up so an entry never fires before its deadline.
         let due = (self.tick_of(at) + 1).max(self.current + 1);
         self.slots[(due as usize) % SLOTS].push((key, due));
@@ -52,7 +53,7 @@ impl TimerWheel {
     }
 
     /// Moves every entry due by `now` into `out`.
-    pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<u64>) {
+    pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<T>) {
         let now_tick = self.tick_of(now);
         // After a long stall, one turn of the wheel visits every bucket.
         let from = self.current + 1;
@@ -60,14 +61,14 @@ impl TimerWheel {
         for tick in from..=to {
             let slot = &mut self.slots[(tick as usize) % SLOTS];
             let before = slot.len();
-            slot.retain(|&(key, due)| {
-                if due <= now_tick {
-                    out.push(key);
-                    false
+            let mut i = 0;
+            while i < slot.len() {
+                if slot[i].1 <= now_tick {
+                    out.push(slot.swap_remove(i).0);
                 } else {
-                    true
+                    i += 1;
                 }
-            });
+            }
             self.len -= before - slot.len();
         }
         if now_tick > self.current {
@@ -83,7 +84,7 @@ mod tests {
     #[test]
     fn fires_after_deadline_not_before() {
         let t0 = Instant::now();
-        let mut w = TimerWheel::new(t0);
+        let mut w: TimerWheel = TimerWheel::new(t0);
         w.insert(1, t0 + Duration::from_millis(250));
         w.insert(2, t0 + Duration::from_secs(120));
         let mut out = Vec::new();

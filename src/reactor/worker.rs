@@ -1,218 +1,130 @@
-//! One worker: its event loop and the connections it owns.
+//! One worker: its event loop and the connections it owns — the shell around the
+//! connection machines.
 //!
 //! Owns a `mio::Poll`, a listener, the `Slab` of connections, a read buffer shared by all
-//! of them, a timer wheel, the local side of named groups, and an inbox. Everything a
-//! connection does happens here, on this thread; the only way in from elsewhere is a
-//! `hub::Command` through the inbox.
+//! of them, two timer wheels (connection deadlines, handler timers) and an inbox. Its
+//! work is mechanical: accept, move bytes between each connection's [`Io`] and its
+//! protocol machine ([`Http1`] until an upgrade, then [`Ws`]), keep each machine's
+//! deadline in the wheel, and hand events to `app` (routes and handlers) and `upgrade`
+//! (the handshake). It makes no protocol decision itself: framing, keep-alive, ping and
+//! close rules live in `conn`.
 //!
-//! A connection's phases:
-//! - `Handshake`: bytes accumulate until the request head is complete. Next: `Open` (101
-//!   sent) or `Closing` (an HTTP response sent), or dropped on handshake timeout.
-//! - `Open`: frames are decoded and handed to the route's handler; a ping goes out after
-//!   `heartbeat_interval_ms` of silence. Next: `Closing` when either side sends close,
-//!   the peer breaks the protocol, its queue overflows, or it is idle too long; dropped
-//!   on EOF or error.
-//! - `Closing`: our last bytes (close frame or HTTP response) are flushed, then the write
-//!   side is shut; input is discarded until the peer closes or `close_timeout_ms` passes.
+//! A connection's protocol (`Proto`): `Http` → `Ws` (upgrade accepted) or `Closing`
+//! (the HTTP side is done); `Ws` → `Closing` (either side closed, a protocol error, idle,
+//! slow consumer, shutdown). `Closing`: our last bytes are flushed, the write side is
+//! shut, and input is discarded until the peer closes or `close_timeout_ms` passes.
 //!
 //! Output is queued and the connection marked dirty; dirty connections are flushed once
 //! per loop turn, so many messages for one connection leave in one `writev`.
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Read};
-use std::net::{IpAddr, Shutdown};
+use std::io;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::admission::Admission;
-use super::outq::OutQueue;
+use super::app::{HandlerEnv, Session};
 use super::timer::TimerWheel;
-use crate::config::{Config, SlowConsumerPolicy};
-use crate::handler::{Action, Attributes, ConnError, Context, Handler, Message};
-use crate::http::{
-    check_request_line, is_upgrade_request, parse_request, validate_upgrade, HandshakeError,
-    HttpLimits, Parsed, Request, UpgradePolicy,
-};
-use crate::hub::{encode_shared, Command, Hub, SharedFrame, WAKER};
+use crate::config::Config;
+use crate::conn::{ticks, Http1, Http1Config, HttpEvent, OutQueue, Tick, Ws, WsConfig, TICK};
+use crate::hub::{Command, Hub, WAKER};
 use crate::id::ConnId;
+use crate::io::{Io, ReadOutcome};
+use crate::message::ConnError;
 use crate::metrics::{bump, HandshakeFailure, WorkerMetrics};
 use crate::router::Router;
-use crate::ws::{close_code, is_valid_close_code, Decoder, DecoderLimits, Incoming, OpCode, Role};
+use crate::ws::close_code;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 
 /// How long to wait before accepting again after `accept` failed (out of descriptors).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-/// An open connection's protocol state, kept small: an idle connection holds one of
-/// these (boxed) and its slab entry, nothing else.
-struct OpenState {
-    decoder: Decoder,
-    route: u32,
-    /// Index into the configured subprotocols.
-    protocol: Option<u8>,
-    /// Shared with every connection on the same path (see `Worker::intern_path`).
-    path: Arc<str>,
-    attributes: Attributes,
-    // Boxed on purpose: 8 bytes per connection instead of a `Vec`'s 24 while unused.
-    #[allow(clippy::box_collection)]
-    groups: Option<Box<Vec<Arc<str>>>>,
+/// An open WebSocket: its machine and what the application keeps with it, in one box so
+/// an idle connection costs one allocation besides its slab entry.
+pub(super) struct Open {
+    pub(super) ws: Ws,
+    pub(super) session: Session,
 }
 
-impl OpenState {
-    fn route(&self) -> usize {
-        self.route as usize
-    }
-
-    fn groups(&self) -> &[Arc<str>] {
-        self.groups.as_deref().map_or(&[], |g| g.as_slice())
-    }
-}
-
-/// Most distinct request paths a worker interns; past it, each connection keeps its own
-/// copy, so a client inventing paths cannot grow the table.
-const MAX_INTERNED_PATHS: usize = 1024;
-
-enum Phase {
-    Handshake(Vec<u8>),
-    /// A plain HTTP request whose body is still arriving: the request so far and the
-    /// body length it announced.
-    Body(Box<(Request, usize)>),
-    Open(Box<OpenState>),
+/// Which protocol machine a connection is in.
+pub(super) enum Proto {
+    Http(Box<Http1>),
+    Ws(Box<Open>),
     Closing,
 }
 
-struct Conn {
-    sock: TcpStream,
-    generation: u32,
-    phase: Phase,
-    out: OutQueue,
-    /// When the timer should next look at this connection (handshake deadline, close
-    /// linger, or heartbeat check), as a [`Stamp`]. Wheel entries that fire earlier are
-    /// stale.
-    deadline: Option<Stamp>,
-    /// When bytes last arrived.
-    last_rx: Stamp,
-    ip: IpAddr,
-    read_paused: bool,
-    write_shut: bool,
-    dirty: bool,
+pub(super) struct Conn {
+    pub(super) io: Io,
+    pub(super) generation: u32,
+    pub(super) proto: Proto,
+    pub(super) out: OutQueue,
+    /// The earliest pending wheel entry for this connection. Entries that fire when it
+    /// is later are stale (lazy cancel); a machine whose deadline moved later is looked
+    /// at early and rescheduled.
+    pub(super) deadline: Option<Tick>,
+    pub(super) ip: IpAddr,
+    pub(super) read_paused: bool,
+    pub(super) write_shut: bool,
+    pub(super) dirty: bool,
 }
 
-/// A point in time as 100 ms units since the worker started: 4 bytes instead of an
-/// `Instant`'s 16 in every connection, and enough for 13 years of uptime. The timer wheel
-/// has the same resolution.
-type Stamp = u32;
-
-const STAMP_MS: u64 = 100;
-
-/// Something to queue on a connection.
-enum Outgoing {
-    Frame(OpCode, Vec<u8>),
-    Shared(SharedFrame),
+impl Conn {
+    /// The open WebSocket, if this connection is one and has not begun to close.
+    pub(super) fn open_mut(&mut self) -> Option<&mut Open> {
+        match &mut self.proto {
+            Proto::Ws(open) if !open.ws.is_closed() => Some(open),
+            _ => None,
+        }
+    }
 }
 
 /// A worker thread's state. Built on the spawning thread, run on its own.
 pub(crate) struct Worker {
-    index: u16,
+    pub(super) index: u16,
     poll: Poll,
     listener: Option<TcpListener>,
-    conns: Slab<Conn>,
+    pub(super) conns: Slab<Conn>,
     next_generation: u32,
     read_buf: Vec<u8>,
     timers: TimerWheel,
+    /// Handler timers: (connection key, the handler's token).
+    pub(super) app_timers: TimerWheel<(u64, u64)>,
     inbox: Receiver<Command>,
     /// Router, hub, upgrade policy and the actions scratch, lent to handler calls.
-    env: HandlerEnv,
-    metrics: Arc<WorkerMetrics>,
+    pub(super) env: HandlerEnv,
+    pub(super) metrics: Arc<WorkerMetrics>,
     shutdown: Arc<AtomicBool>,
-    admission: Arc<Admission>,
-    config: Arc<Config>,
-    http_limits: HttpLimits,
-    decoder_limits: DecoderLimits,
+    pub(super) admission: Arc<Admission>,
+    pub(super) config: Arc<Config>,
+    pub(super) http_cfg: Http1Config,
+    pub(super) ws_cfg: WsConfig,
     /// Group name → slots of this worker's members.
-    groups: HashMap<Arc<str>, HashSet<usize>>,
+    pub(super) groups: HashMap<Arc<str>, HashSet<usize>>,
     /// Request paths shared by the connections that asked for them.
-    paths: HashMap<Box<str>, Arc<str>>,
+    pub(super) paths: HashMap<Box<str>, Arc<str>>,
     /// Connections with queued output not yet flushed this turn.
     dirty: Vec<usize>,
     /// Connections whose reads were paused and whose queues have drained.
     resume: Vec<usize>,
-    scratch: Vec<usize>,
-    /// The origin of this worker's [`Stamp`]s.
+    pub(super) scratch: Vec<usize>,
+    /// The origin of this worker's [`Tick`]s.
     epoch: Instant,
-    now: Instant,
-    shutdown_deadline: Option<Instant>,
+    pub(super) now: Instant,
+    pub(super) shutdown_deadline: Option<Instant>,
     accept_retry_at: Option<Instant>,
 }
 
-fn timer_key(slot: usize, generation: u32) -> u64 {
+pub(super) fn timer_key(slot: usize, generation: u32) -> u64 {
     ((slot as u64) << 32) | generation as u64
-}
-
-/// A close frame payload: the code and as much of `reason` as fits in 123 bytes.
-fn close_payload(code: u16, reason: &str) -> Vec<u8> {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut p = Vec::with_capacity(2 + end);
-    p.extend_from_slice(&code.to_be_bytes());
-    p.extend_from_slice(&reason.as_bytes()[..end]);
-    p
-}
-
-/// What a handler call needs besides the connection: kept apart from the connection
-/// table so a connection can be borrowed mutably while these are lent out.
-struct HandlerEnv {
-    router: Arc<Router>,
-    hub: Hub,
-    policy: UpgradePolicy,
-    /// Reused between handler calls so collecting actions does not allocate.
-    actions: Cell<Vec<Action>>,
-}
-
-impl HandlerEnv {
-    /// Runs one handler callback with a context over `open`, returning what it asked for.
-    fn run(
-        &self,
-        id: ConnId,
-        open: &mut OpenState,
-        f: impl FnOnce(&dyn Handler, &mut Context<'_>),
-    ) -> Vec<Action> {
-        let mut actions = self.actions.take();
-        let handler = self.router.handler(open.route());
-        let mut ctx = Context {
-            id,
-            path: &open.path,
-            protocol: open
-                .protocol
-                .and_then(|i| self.policy.subprotocols.get(i as usize))
-                .map(String::as_str),
-            attributes: &mut open.attributes,
-            actions: &mut actions,
-            hub: &self.hub,
-        };
-        // A panicking handler must not take the worker (and every connection on it)
-        // down: the panic is contained to this connection, which is closed with 1011.
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(handler, &mut ctx)));
-        if outcome.is_err() {
-            tracing::error!(%id, "handler panicked; closing the connection with 1011");
-            actions.push(Action::Close(
-                close_code::INTERNAL_ERROR,
-                "internal error".into(),
-            ));
-        }
-        actions
-    }
 }
 
 impl Worker {
@@ -239,6 +151,7 @@ impl Worker {
             next_generation: 0,
             read_buf: vec![0; config.read_buffer_size],
             timers: TimerWheel::new(now),
+            app_timers: TimerWheel::new(now),
             inbox,
             metrics: hub.inner.metrics[index].clone(),
             env: HandlerEnv {
@@ -249,8 +162,17 @@ impl Worker {
             },
             shutdown,
             admission,
-            http_limits: config.http_limits(),
-            decoder_limits: config.decoder_limits(),
+            http_cfg: Http1Config {
+                limits: config.http_limits(),
+                max_body_bytes: config.max_body_bytes,
+                request_timeout: ticks(config.handshake_timeout()),
+                keepalive_timeout: ticks(config.keepalive_timeout()),
+            },
+            ws_cfg: WsConfig {
+                limits: config.decoder_limits(),
+                heartbeat: config.heartbeat_interval().map(ticks),
+                idle: config.idle_timeout().map(ticks),
+            },
             config,
             groups: HashMap::new(),
             paths: HashMap::new(),
@@ -264,35 +186,29 @@ impl Worker {
         })
     }
 
-    /// `t` as a stamp, rounded down (for "when did this happen").
-    fn stamp(&self, t: Instant) -> Stamp {
-        let ms = t.saturating_duration_since(self.epoch).as_millis() as u64;
-        (ms / STAMP_MS).min(u32::MAX as u64) as Stamp
+    /// `now` as a tick, rounded down.
+    pub(super) fn tick(&self) -> Tick {
+        let ms = self.now.saturating_duration_since(self.epoch).as_millis();
+        (ms / TICK.as_millis()).min(Tick::MAX as u128) as Tick
     }
 
-    /// `t` as a stamp, rounded up (for deadlines: never early).
-    fn stamp_ceil(&self, t: Instant) -> Stamp {
-        let ms = t.saturating_duration_since(self.epoch).as_millis() as u64;
-        ms.div_ceil(STAMP_MS).min(u32::MAX as u64) as Stamp
+    fn instant(&self, t: Tick) -> Instant {
+        self.epoch + TICK * t
     }
 
-    fn instant(&self, s: Stamp) -> Instant {
-        self.epoch + Duration::from_millis(s as u64 * STAMP_MS)
-    }
-
-    fn conn_id(&self, slot: usize, generation: u32) -> ConnId {
+    pub(super) fn conn_id(&self, slot: usize, generation: u32) -> ConnId {
         ConnId::new(self.index, slot as u32, generation)
     }
 
     /// The slot of `id` if it names an open connection of this worker; otherwise the
     /// command is dropped and counted (the connection closed, or is closing).
-    fn resolve(&self, id: ConnId) -> Option<usize> {
+    pub(super) fn resolve(&mut self, id: ConnId) -> Option<usize> {
         let (worker, slot, generation) = id.parts();
         let live = worker == self.index
             && self
                 .conns
-                .get(slot as usize)
-                .is_some_and(|c| c.generation == generation && matches!(c.phase, Phase::Open(_)));
+                .get_mut(slot as usize)
+                .is_some_and(|c| c.generation == generation && c.open_mut().is_some());
         if !live {
             bump(&self.metrics.dropped_stale, 1);
         }
@@ -303,10 +219,12 @@ impl Worker {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut expired = Vec::new();
+        let mut app_expired = Vec::new();
         loop {
             let now = Instant::now();
             let timeout = [
                 self.timers.next_timeout(now),
+                self.app_timers.next_timeout(now),
                 self.shutdown_deadline
                     .map(|d| d.saturating_duration_since(now)),
                 self.accept_retry_at
@@ -354,7 +272,11 @@ impl Worker {
             }
             self.timers.expire(now, &mut expired);
             for key in expired.drain(..) {
-                self.on_timer(key, now);
+                self.on_timer(key);
+            }
+            self.app_timers.expire(now, &mut app_expired);
+            for (key, token) in app_expired.drain(..) {
+                self.on_app_timer(key, token);
             }
             self.flush_dirty();
             if let Some(deadline) = self.shutdown_deadline {
@@ -379,10 +301,7 @@ impl Worker {
                 Ok((mut sock, peer)) => {
                     // Chat traffic is many small messages: latency over packet count.
                     let _ = sock.set_nodelay(true);
-                    let deadline = self.now + self.config.handshake_timeout();
-                    let (deadline_stamp, now_stamp) =
-                        (self.stamp_ceil(deadline), self.stamp(self.now));
-                    let deadline = self.instant(deadline_stamp);
+                    let now = self.tick();
                     let entry = self.conns.vacant_entry();
                     let slot = entry.key();
                     if let Err(e) = self.poll.registry().register(
@@ -396,12 +315,11 @@ impl Worker {
                     let generation = self.next_generation;
                     self.next_generation = self.next_generation.wrapping_add(1);
                     entry.insert(Conn {
-                        sock,
+                        io: Io::Plain(sock),
                         generation,
-                        phase: Phase::Handshake(Vec::new()),
+                        proto: Proto::Http(Box::new(Http1::new(now))),
                         out: OutQueue::default(),
-                        deadline: Some(deadline_stamp),
-                        last_rx: now_stamp,
+                        deadline: None,
                         ip: peer.ip(),
                         read_paused: false,
                         write_shut: false,
@@ -410,7 +328,7 @@ impl Worker {
                     self.admission.accepted(peer.ip());
                     bump(&self.metrics.connections_open, 1);
                     bump(&self.metrics.connections_total, 1);
-                    self.timers.insert(timer_key(slot, generation), deadline);
+                    self.reschedule(slot);
                     tracing::trace!(worker = self.index, %peer, slot, "accepted");
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -429,64 +347,20 @@ impl Worker {
     fn drain_inbox(&mut self) {
         self.env.hub.inner.peers[self.index as usize].clear_wake();
         while let Ok(cmd) = self.inbox.try_recv() {
-            match cmd {
-                Command::Send { to, frame } => {
-                    if let Some(slot) = self.resolve(to) {
-                        self.enqueue(slot, Outgoing::Shared(frame));
-                    }
-                }
-                Command::SendMany { to, frame } => {
-                    for id in to {
-                        if let Some(slot) = self.resolve(id) {
-                            self.enqueue(slot, Outgoing::Shared(frame.clone()));
-                        }
-                    }
-                }
-                Command::Route { route, frame } => self.deliver_route(route, &frame),
-                Command::Group { group, frame } => self.deliver_group(&group, &frame),
-                Command::Join { id, group } => {
-                    if let Some(slot) = self.resolve(id) {
-                        self.join(slot, group);
-                    }
-                }
-                Command::Leave { id, group } => {
-                    if let Some(slot) = self.resolve(id) {
-                        self.leave(slot, &group);
-                    }
-                }
-                Command::Close { id, code, reason } => {
-                    if let Some(slot) = self.resolve(id) {
-                        self.close_by_app(slot, code, &reason);
-                    }
-                }
-            }
+            self.on_command(cmd);
         }
     }
 
-    /// Reads what the socket has. A read that returns less than the buffer drained the
-    /// socket (TCP hands over everything it has), and new data will raise a new edge, so
-    /// the loop stops there instead of paying a syscall for `WouldBlock`; with
-    /// `until_blocked` it reads on until the kernel says so (EOF must not be missed).
+    /// Reads what the transport has, feeding each read to the connection's machine; the
+    /// I/O layer says when to stop (see `io`).
     fn read(&mut self, slot: usize, until_blocked: bool) {
         let mut buf = std::mem::take(&mut self.read_buf);
-        let now_stamp = self.stamp(self.now);
         while let Some(conn) = self.conns.get_mut(slot) {
             if conn.read_paused {
                 break;
             }
-            match conn.sock.read(&mut buf) {
-                Ok(0) => {
-                    let err = match conn.phase {
-                        Phase::Open(_) => {
-                            Some(ConnError::Io("closed without a close frame".into()))
-                        }
-                        _ => None,
-                    };
-                    self.drop_conn(slot, err);
-                    break;
-                }
-                Ok(n) => {
-                    conn.last_rx = now_stamp;
+            match conn.io.read(&mut buf, until_blocked) {
+                Ok(ReadOutcome::Data { n, more }) => {
                     bump(&self.metrics.bytes_in, n as u64);
                     self.on_bytes(slot, &buf[..n]);
                     self.flush(slot);
@@ -495,12 +369,17 @@ impl Worker {
                             conn.read_paused = true;
                         }
                     }
-                    if n < buf.len() && !until_blocked {
+                    if !more {
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(ReadOutcome::Eof) => {
+                    let err = matches!(conn.proto, Proto::Ws(_))
+                        .then(|| ConnError::Io("closed without a close frame".into()));
+                    self.drop_conn(slot, err);
+                    break;
+                }
+                Ok(ReadOutcome::Blocked) => break,
                 Err(e) => {
                     tracing::debug!(slot, "read error: {e}");
                     self.drop_conn(slot, Some(ConnError::Io(e.to_string())));
@@ -511,359 +390,94 @@ impl Worker {
         self.read_buf = buf;
     }
 
-    fn on_bytes(&mut self, slot: usize, data: &[u8]) {
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return;
-        };
-        match &mut conn.phase {
-            Phase::Handshake(buf) => {
-                buf.extend_from_slice(data);
-                // Only a newline can end the head: skip parsing until one arrives.
-                if !data.contains(&b'\n') && buf.len() < self.http_limits.max_handshake_bytes {
-                    return;
-                }
-                match parse_request(buf, &self.http_limits) {
-                    Ok(Parsed::Partial) => {}
-                    Ok(Parsed::Complete { request, consumed }) => {
-                        let rest = buf.split_off(consumed);
-                        self.on_request(slot, request, &rest);
-                    }
-                    Err(e) => self.reject(slot, e),
-                }
-            }
-            Phase::Body(pending) => {
-                let (req, need) = &mut **pending;
-                let take = (*need - req.body.len()).min(data.len());
-                req.body.extend_from_slice(&data[..take]);
-                if req.body.len() == *need {
-                    let Phase::Body(pending) = std::mem::replace(&mut conn.phase, Phase::Closing)
-                    else {
-                        return;
-                    };
-                    self.serve_http(slot, pending.0);
-                }
-            }
-            Phase::Open(_) => self.on_frames(slot, data),
-            Phase::Closing => {}
-        }
-    }
-
-    /// A plain request for an HTTP route: read its body (if it has one), then answer.
-    fn start_http(&mut self, slot: usize, mut req: Request, rest: &[u8]) {
-        if req.version < 1 {
-            return self.reject(slot, HandshakeError::BadVersion(req.version));
-        }
-        if req.header("Host").is_none() {
-            return self.reject(slot, HandshakeError::MissingHost);
-        }
-        let need = match req.content_length(self.config.max_body_bytes) {
-            Ok(n) => n,
-            Err(e) => return self.reject(slot, e),
-        };
-        let take = need.min(rest.len());
-        req.body.extend_from_slice(&rest[..take]);
-        if req.body.len() == need {
-            return self.serve_http(slot, req);
-        }
-        if let Some(conn) = self.conns.get_mut(slot) {
-            conn.phase = Phase::Body(Box::new((req, need)));
-        }
-    }
-
-    fn serve_http(&mut self, slot: usize, req: Request) {
-        let Some(route) = self.env.router.http_route(&req.path) else {
-            return self.reject(slot, HandshakeError::NotFound(req.path));
-        };
-        let resp = route(&req, &self.env.hub);
-        self.respond_and_close(slot, resp.to_bytes());
-    }
-
-    fn on_request(&mut self, slot: usize, req: Request, rest: &[u8]) {
-        if !is_upgrade_request(&req) && self.env.router.http_route(&req.path).is_some() {
-            return self.start_http(slot, req, rest);
-        }
-        if let Err(e) = check_request_line(&req) {
-            return self.reject(slot, e);
-        }
-        let Some(route) = self.env.router.ws_route(&req.path) else {
-            return self.reject(slot, HandshakeError::NotFound(req.path));
-        };
-        if self.shutdown_deadline.is_some() {
-            return self.reject(slot, HandshakeError::Unavailable("shutting down"));
-        }
-        let Some(conn) = self.conns.get(slot) else {
-            return;
-        };
-        if let Err(e) = self.admission.admit(conn.ip) {
-            return self.reject(slot, e);
-        }
-        let generation = conn.generation;
-        let upgrade = match validate_upgrade(&req, &self.env.policy) {
-            Ok(u) => u,
-            Err(e) => return self.reject(slot, e),
-        };
-        let protocol = upgrade.protocol.as_ref().and_then(|p| {
-            self.env
-                .policy
-                .subprotocols
-                .iter()
-                .position(|s| s == p)
-                .and_then(|i| u8::try_from(i).ok())
-        });
-        let path = self.intern_path(&req.path);
-        let mut open = Box::new(OpenState {
-            decoder: Decoder::new(Role::Server, self.decoder_limits),
-            route: route as u32,
-            protocol,
-            path,
-            attributes: Attributes::default(),
-            groups: None,
-        });
-        let id = self.conn_id(slot, generation);
-        let mut verdict = Ok(());
-        let actions = self.env.run(id, &mut open, |h, ctx| {
-            verdict = h.on_open(ctx, &req);
-        });
-        if let Err(resp) = verdict {
-            self.env.actions.set(actions);
-            bump(
-                &self.metrics.handshake_failures
-                    [HandshakeFailure::from_status(resp.status) as usize],
-                1,
-            );
-            tracing::debug!(
-                worker = self.index,
-                slot,
-                status = resp.status,
-                "handler refused the handshake"
-            );
-            return self.respond_and_close(slot, resp.to_bytes());
-        }
-        let now_stamp = self.stamp(self.now);
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return;
-        };
-        conn.out.push_bytes(upgrade.response);
-        conn.phase = Phase::Open(open);
-        conn.last_rx = now_stamp;
-        tracing::debug!(worker = self.index, slot, "websocket open");
-        self.schedule_check(slot);
-        self.apply_actions(slot, route, actions);
-        if !rest.is_empty() {
-            self.on_frames(slot, rest);
-        }
-    }
-
-    /// The shared copy of a request path: one allocation per distinct path per worker
-    /// instead of one per connection.
-    fn intern_path(&mut self, path: &str) -> Arc<str> {
-        if let Some(p) = self.paths.get(path) {
-            return p.clone();
-        }
-        let shared: Arc<str> = path.into();
-        if self.paths.len() < MAX_INTERNED_PATHS {
-            self.paths.insert(path.into(), shared.clone());
-        }
-        shared
-    }
-
-    fn reject(&mut self, slot: usize, err: HandshakeError) {
-        tracing::debug!(
-            worker = self.index,
-            slot,
-            status = err.status(),
-            "handshake rejected: {err}"
-        );
-        self.metrics
-            .handshake_failed(HandshakeFailure::from_status(err.status()));
-        self.respond_and_close(slot, err.response().to_bytes());
-    }
-
-    fn respond_and_close(&mut self, slot: usize, bytes: Vec<u8>) {
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return;
-        };
-        conn.out.push_bytes(bytes);
-        conn.phase = Phase::Closing;
-        self.set_deadline(slot, self.now + self.config.close_timeout());
-        self.mark_dirty(slot);
-    }
-
-    fn set_deadline(&mut self, slot: usize, at: Instant) {
-        let stamp = self.stamp_ceil(at);
-        let at = self.instant(stamp);
-        if let Some(conn) = self.conns.get_mut(slot) {
-            conn.deadline = Some(stamp);
-            self.timers.insert(timer_key(slot, conn.generation), at);
-        }
-    }
-
-    /// Schedules the next heartbeat/idle look at an open connection.
-    fn schedule_check(&mut self, slot: usize) {
-        let Some(conn) = self.conns.get(slot) else {
-            return;
-        };
-        let now = self.now;
-        let last_rx = self.instant(conn.last_rx);
-        let silent = now.saturating_duration_since(last_rx);
-        let ping_at =
-            self.config.heartbeat_interval().map(
-                |hb| {
-                    if silent < hb {
-                        last_rx + hb
-                    } else {
-                        now + hb
-                    }
-                },
-            );
-        let idle_at = self.config.idle_timeout().map(|idle| last_rx + idle);
-        match (ping_at, idle_at) {
-            (Some(a), Some(b)) => self.set_deadline(slot, a.min(b)),
-            (Some(t), None) | (None, Some(t)) => self.set_deadline(slot, t),
-            (None, None) => {
-                if let Some(conn) = self.conns.get_mut(slot) {
-                    conn.deadline = None;
-                }
-            }
-        }
-    }
-
-    fn on_frames(&mut self, slot: usize, data: &[u8]) {
+    /// Feeds bytes to the connection's machine and handles each event it reports, in
+    /// order, before the next is decoded.
+    pub(super) fn on_bytes(&mut self, slot: usize, data: &[u8]) {
         let mut input = data;
+        let now = self.tick();
         loop {
             let Some(conn) = self.conns.get_mut(slot) else {
                 return;
             };
-            let Phase::Open(open) = &mut conn.phase else {
+            match &mut conn.proto {
+                Proto::Http(http) => {
+                    match http.handle_read(&mut input, now, &self.http_cfg, &mut conn.out) {
+                        Some(ev) => self.on_http_event(slot, ev),
+                        None => return,
+                    }
+                }
+                Proto::Ws(open) => match open.ws.handle_read(&mut input, now, &mut conn.out) {
+                    Some(ev) => self.on_ws_event(slot, ev),
+                    None => {
+                        // Pongs may have been queued.
+                        if !conn.out.is_empty() {
+                            self.mark_dirty(slot);
+                        }
+                        return;
+                    }
+                },
+                Proto::Closing => return,
+            }
+        }
+    }
+
+    /// After an HTTP event: close if the machine is done, else keep its deadline.
+    pub(super) fn after_http(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if let Proto::Http(http) = &conn.proto {
+            if http.is_done() {
+                self.enter_closing(slot);
                 return;
-            };
-            match open.decoder.decode(&mut input) {
-                Ok(None) => return,
-                Ok(Some(Incoming::Text(s))) => self.deliver(slot, Message::Text(s)),
-                Ok(Some(Incoming::Binary(b))) => self.deliver(slot, Message::Binary(b)),
-                Ok(Some(Incoming::Ping(p))) => {
-                    conn.out.push_frame(OpCode::Pong, p);
-                    bump(&self.metrics.frames_out, 1);
-                    self.mark_dirty(slot);
-                }
-                Ok(Some(Incoming::Pong(_))) => {}
-                Ok(Some(Incoming::Close(Some((code, reason))))) => {
-                    // Echo the peer's code (RFC 6455 §5.5.1).
-                    self.start_close(slot, code.to_be_bytes().to_vec(), code, &reason, None);
-                    return;
-                }
-                Ok(Some(Incoming::Close(None))) => {
-                    self.start_close(slot, Vec::new(), 1005, "", None);
-                    return;
-                }
-                Err(e) => {
-                    let code = e.close_code();
-                    let reason = e.to_string();
-                    tracing::debug!(worker = self.index, slot, code, "protocol error: {reason}");
-                    bump(&self.metrics.protocol_errors, 1);
-                    self.start_close(
-                        slot,
-                        close_payload(code, &reason),
-                        code,
-                        &reason,
-                        Some(ConnError::Protocol(e)),
-                    );
-                    return;
-                }
             }
         }
+        self.mark_dirty(slot);
+        self.reschedule(slot);
     }
 
-    fn deliver(&mut self, slot: usize, msg: Message) {
-        bump(&self.metrics.frames_in, 1);
+    /// Moves a connection to `Closing`: flush what is queued, shut the write side, and
+    /// drop it when the peer closes or `close_timeout_ms` passes.
+    pub(super) fn enter_closing(&mut self, slot: usize) {
+        let at = self
+            .tick()
+            .saturating_add(ticks(self.config.close_timeout()));
+        let at_instant = self.instant(at);
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        let Phase::Open(open) = &mut conn.phase else {
-            return;
-        };
-        let id = ConnId::new(self.index, slot as u32, conn.generation);
-        let route = open.route();
-        let actions = self.env.run(id, open, move |h, ctx| h.on_message(ctx, msg));
-        self.apply_actions(slot, route, actions);
-    }
-
-    fn apply_actions(&mut self, slot: usize, route: usize, mut actions: Vec<Action>) {
-        for action in actions.drain(..) {
-            match action {
-                Action::Send(msg) => {
-                    let out = match msg {
-                        Message::Text(s) => Outgoing::Frame(OpCode::Text, s.into_bytes()),
-                        Message::Binary(b) => Outgoing::Frame(OpCode::Binary, b),
-                    };
-                    self.enqueue(slot, out);
-                }
-                Action::Close(code, reason) => self.close_by_app(slot, code, &reason),
-                Action::Broadcast(msg) => self.broadcast(route, &msg),
-                Action::Join(group) => self.join(slot, group.into()),
-                Action::Leave(group) => self.leave(slot, &group),
-            }
-        }
-        self.env.actions.set(actions);
-    }
-
-    fn close_by_app(&mut self, slot: usize, code: u16, reason: &str) {
-        let code = if is_valid_close_code(code) {
-            code
-        } else {
-            tracing::warn!(
-                code,
-                "asked to close with a code that may not be sent; using 1000"
-            );
-            close_code::NORMAL
-        };
-        self.start_close(slot, close_payload(code, reason), code, reason, None);
-    }
-
-    /// Queues a message for an open connection, applying the slow-consumer policy.
-    fn enqueue(&mut self, slot: usize, out: Outgoing) {
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return;
-        };
-        if !matches!(conn.phase, Phase::Open(_)) {
-            return;
-        }
-        if conn.out.len() > self.config.max_queued_bytes {
-            match self.config.slow_consumer {
-                SlowConsumerPolicy::Drop => bump(&self.metrics.dropped_slow, 1),
-                SlowConsumerPolicy::Close => self.close_slow_consumer(slot),
-            }
-            return;
-        }
-        match out {
-            Outgoing::Frame(op, bytes) => conn.out.push_frame(op, bytes),
-            Outgoing::Shared(frame) => conn.out.push_shared(frame),
-        }
-        bump(&self.metrics.frames_out, 1);
+        conn.proto = Proto::Closing;
+        conn.deadline = Some(at);
+        self.timers
+            .insert(timer_key(slot, conn.generation), at_instant);
         self.mark_dirty(slot);
     }
 
-    fn close_slow_consumer(&mut self, slot: usize) {
+    /// Puts the machine's next deadline in the wheel if it is earlier than the entry the
+    /// connection already has (a later one is found when that entry fires).
+    pub(super) fn reschedule(&mut self, slot: usize) {
+        let now = self.tick();
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        // Memory stays bounded: what the client has not started to receive is dropped,
-        // and only the close frame is queued behind the frame in flight.
-        conn.out.discard_unsent();
-        bump(&self.metrics.slow_consumer_closes, 1);
-        let max = self.config.max_queued_bytes;
-        let reason = "slow consumer: outbound queue full";
-        tracing::debug!(worker = self.index, slot, "{reason}");
-        self.start_close(
-            slot,
-            close_payload(close_code::POLICY, reason),
-            close_code::POLICY,
-            reason,
-            Some(ConnError::SlowConsumer(max)),
-        );
+        let due = match &conn.proto {
+            Proto::Http(http) => http.poll_timeout(&self.http_cfg),
+            Proto::Ws(open) => open.ws.poll_timeout(now, &self.ws_cfg),
+            Proto::Closing => return,
+        };
+        let Some(due) = due else {
+            return;
+        };
+        if conn.deadline.is_some_and(|d| d <= due) {
+            return;
+        }
+        conn.deadline = Some(due);
+        let key = timer_key(slot, conn.generation);
+        let at = self.instant(due);
+        self.timers.insert(key, at);
     }
 
-    fn mark_dirty(&mut self, slot: usize) {
+    pub(super) fn mark_dirty(&mut self, slot: usize) {
         if let Some(conn) = self.conns.get_mut(slot) {
             if !conn.dirty {
                 conn.dirty = true;
@@ -881,150 +495,18 @@ impl Worker {
         }
     }
 
-    /// Queues our close frame, tells the handler, and moves to `Closing`.
-    fn start_close(
-        &mut self,
-        slot: usize,
-        payload: Vec<u8>,
-        code: u16,
-        reason: &str,
-        err: Option<ConnError>,
-    ) {
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return;
-        };
-        if !matches!(conn.phase, Phase::Open(_)) {
-            return;
-        }
-        let Phase::Open(mut open) = std::mem::replace(&mut conn.phase, Phase::Closing) else {
-            return;
-        };
-        conn.out.push_frame(OpCode::Close, payload);
-        bump(&self.metrics.frames_out, 1);
-        let id = ConnId::new(self.index, slot as u32, conn.generation);
-        self.set_deadline(slot, self.now + self.config.close_timeout());
-        self.mark_dirty(slot);
-        self.leave_all(slot, &mut open);
-        self.notify_end(slot, id, &mut open, err, code, reason);
-    }
-
-    /// Tells the handler the connection is over (`on_error` if there is an error, then
-    /// `on_close`) and carries out what it asks of others.
-    fn notify_end(
-        &mut self,
-        slot: usize,
-        id: ConnId,
-        open: &mut OpenState,
-        err: Option<ConnError>,
-        code: u16,
-        reason: &str,
-    ) {
-        let actions = self.env.run(id, open, |h, ctx| {
-            if let Some(err) = &err {
-                h.on_error(ctx, err);
-            }
-            h.on_close(ctx, code, reason);
-        });
-        self.apply_actions(slot, open.route(), actions);
-    }
-
-    fn broadcast(&mut self, route: usize, msg: &Message) {
-        // Encoded once; every recipient on every worker queues a handle to these bytes.
-        let frame = encode_shared(msg);
-        self.deliver_route(route, &frame);
-        for (i, peer) in self.env.hub.inner.peers.iter().enumerate() {
-            if i != self.index as usize {
-                peer.send(Command::Route {
-                    route,
-                    frame: frame.clone(),
-                });
-            }
-        }
-    }
-
-    fn deliver_route(&mut self, route: usize, frame: &SharedFrame) {
-        let mut targets = std::mem::take(&mut self.scratch);
-        targets.extend(
-            self.conns
-                .iter()
-                .filter_map(|(slot, conn)| match &conn.phase {
-                    Phase::Open(open) if open.route() == route => Some(slot),
-                    _ => None,
-                }),
-        );
-        for &slot in &targets {
-            self.enqueue(slot, Outgoing::Shared(frame.clone()));
-        }
-        targets.clear();
-        self.scratch = targets;
-    }
-
-    fn deliver_group(&mut self, group: &str, frame: &SharedFrame) {
-        let mut targets = std::mem::take(&mut self.scratch);
-        if let Some(members) = self.groups.get(group) {
-            targets.extend(members.iter().copied());
-        }
-        for &slot in &targets {
-            self.enqueue(slot, Outgoing::Shared(frame.clone()));
-        }
-        targets.clear();
-        self.scratch = targets;
-    }
-
-    fn join(&mut self, slot: usize, group: Arc<str>) {
-        let Some(Phase::Open(open)) = self.conns.get_mut(slot).map(|c| &mut c.phase) else {
-            return;
-        };
-        if open.groups().contains(&group) {
-            return;
-        }
-        open.groups
-            .get_or_insert_with(Default::default)
-            .push(group.clone());
-        self.groups.entry(group).or_default().insert(slot);
-    }
-
-    fn leave(&mut self, slot: usize, group: &str) {
-        let Some(Phase::Open(open)) = self.conns.get_mut(slot).map(|c| &mut c.phase) else {
-            return;
-        };
-        if let Some(groups) = open.groups.as_mut() {
-            groups.retain(|g| &**g != group);
-            if groups.is_empty() {
-                open.groups = None;
-            }
-        }
-        if let Some(members) = self.groups.get_mut(group) {
-            members.remove(&slot);
-            if members.is_empty() {
-                self.groups.remove(group);
-            }
-        }
-    }
-
-    fn leave_all(&mut self, slot: usize, open: &mut OpenState) {
-        for group in open.groups.take().into_iter().flat_map(|g| *g) {
-            if let Some(members) = self.groups.get_mut(&group) {
-                members.remove(&slot);
-                if members.is_empty() {
-                    self.groups.remove(&group);
-                }
-            }
-        }
-    }
-
     fn flush(&mut self, slot: usize) {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        match conn.out.flush(&mut conn.sock) {
+        match conn.io.write_from(&mut conn.out) {
             Ok((drained, written)) => {
                 bump(&self.metrics.bytes_out, written as u64);
-                if drained && matches!(conn.phase, Phase::Closing) && !conn.write_shut {
+                if drained && matches!(conn.proto, Proto::Closing) && !conn.write_shut {
                     // Our last bytes are out: half-close so the peer sees EOF, but keep
                     // reading until it closes, so unread input does not turn our close
                     // into a reset that could destroy the bytes we just sent.
-                    let _ = conn.sock.shutdown(Shutdown::Write);
+                    conn.io.shutdown_write();
                     conn.write_shut = true;
                 }
                 if conn.read_paused && conn.out.len() <= self.config.write_high_water / 2 {
@@ -1039,74 +521,78 @@ impl Worker {
         }
     }
 
-    fn on_timer(&mut self, key: u64, now: Instant) {
+    fn on_timer(&mut self, key: u64) {
         let slot = (key >> 32) as usize;
         let generation = key as u32;
-        let Some(conn) = self.conns.get(slot) else {
-            return;
-        };
-        let now_stamp = self.stamp(now);
-        if conn.generation != generation || conn.deadline.is_none_or(|d| d > now_stamp) {
-            return;
-        }
-        match conn.phase {
-            Phase::Handshake(_) | Phase::Body(_) => {
-                self.metrics.handshake_failed(HandshakeFailure::Timeout);
-                tracing::debug!(worker = self.index, slot, "handshake timeout");
-                self.drop_conn(slot, None);
-            }
-            Phase::Closing => self.drop_conn(slot, None),
-            Phase::Open(_) => self.heartbeat(slot, now),
-        }
-    }
-
-    /// An open connection's check came due: close it if idle too long, else ping it if
-    /// silent for a heartbeat interval, then schedule the next check.
-    fn heartbeat(&mut self, slot: usize, now: Instant) {
+        let now = self.tick();
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        let last_rx = self.epoch + Duration::from_millis(conn.last_rx as u64 * STAMP_MS);
-        let silent = now.saturating_duration_since(last_rx);
-        if let Some(idle) = self.config.idle_timeout() {
-            if silent >= idle {
-                bump(&self.metrics.idle_timeouts, 1);
-                let reason = "idle timeout";
-                self.start_close(
-                    slot,
-                    close_payload(close_code::GOING_AWAY, reason),
-                    close_code::GOING_AWAY,
-                    reason,
-                    Some(ConnError::IdleTimeout(idle.as_millis() as u64)),
-                );
-                return;
+        if conn.generation != generation || conn.deadline.is_none_or(|d| d > now) {
+            return;
+        }
+        conn.deadline = None;
+        match &mut conn.proto {
+            Proto::Closing => self.drop_conn(slot, None),
+            Proto::Http(http) => match http.handle_timeout(now, &self.http_cfg) {
+                Some(HttpEvent::RequestTimeout) => {
+                    self.metrics.handshake_failed(HandshakeFailure::Timeout);
+                    tracing::debug!(worker = self.index, slot, "request timeout");
+                    self.drop_conn(slot, None);
+                }
+                Some(_) => self.drop_conn(slot, None),
+                None => self.reschedule(slot),
+            },
+            Proto::Ws(open) => {
+                let before = conn.out.len();
+                let ev = open.ws.handle_timeout(now, &self.ws_cfg, &mut conn.out);
+                if conn.out.len() > before && ev.is_none() {
+                    bump(&self.metrics.frames_out, 1);
+                    self.mark_dirty(slot);
+                }
+                match ev {
+                    Some(ev) => self.on_ws_event(slot, ev),
+                    None => self.reschedule(slot),
+                }
             }
         }
-        if let Some(hb) = self.config.heartbeat_interval() {
-            if silent >= hb {
-                conn.out.push_frame(OpCode::Ping, Vec::new());
-                bump(&self.metrics.frames_out, 1);
-                self.mark_dirty(slot);
-            }
+    }
+
+    fn on_app_timer(&mut self, key: u64, token: u64) {
+        let slot = (key >> 32) as usize;
+        let generation = key as u32;
+        let live = self
+            .conns
+            .get_mut(slot)
+            .is_some_and(|c| c.generation == generation && c.open_mut().is_some());
+        if live {
+            self.run_handler(slot, |h, ctx| h.on_timer(ctx, token));
         }
-        self.schedule_check(slot);
     }
 
     /// Removes a connection for good; the handler hears `err` and 1006 if it was open.
-    fn drop_conn(&mut self, slot: usize, err: Option<ConnError>) {
+    pub(super) fn drop_conn(&mut self, slot: usize, err: Option<ConnError>) {
         if !self.conns.contains(slot) {
             return;
         }
         let mut conn = self.conns.remove(slot);
-        let _ = self.poll.registry().deregister(&mut conn.sock);
+        let _ = self.poll.registry().deregister(conn.io.source());
         self.admission.released(conn.ip);
         bump(&self.metrics.connections_open, u64::MAX); // wrapping: minus one
         tracing::debug!(worker = self.index, slot, "connection dropped");
-        if let Phase::Open(mut open) = conn.phase {
-            let id = ConnId::new(self.index, slot as u32, conn.generation);
-            self.leave_all(slot, &mut open);
-            let err = err.unwrap_or_else(|| ConnError::Io("connection dropped".into()));
-            self.notify_end(slot, id, &mut open, Some(err), 1006, "abnormal closure");
+        if let Proto::Ws(mut open) = conn.proto {
+            if !open.ws.is_closed() {
+                let id = self.conn_id(slot, conn.generation);
+                let err = err.unwrap_or_else(|| ConnError::Io("connection dropped".into()));
+                self.end_session(
+                    slot,
+                    id,
+                    &mut open.session,
+                    Some(err),
+                    close_code::ABNORMAL,
+                    "abnormal closure",
+                );
+            }
         }
     }
 
@@ -1123,12 +609,10 @@ impl Worker {
         self.shutdown_deadline = Some(now + self.config.shutdown_timeout());
         let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
         for slot in slots {
-            match self.conns.get(slot).map(|c| &c.phase) {
-                Some(Phase::Handshake(_) | Phase::Body(_)) => self.drop_conn(slot, None),
-                Some(Phase::Open(_)) => {
-                    let reason = "server shutting down";
-                    let payload = close_payload(close_code::GOING_AWAY, reason);
-                    self.start_close(slot, payload, close_code::GOING_AWAY, reason, None);
+            match self.conns.get(slot).map(|c| &c.proto) {
+                Some(Proto::Http(_)) => self.drop_conn(slot, None),
+                Some(Proto::Ws(_)) => {
+                    self.close_with(slot, close_code::GOING_AWAY, "server shutting down", None)
                 }
                 _ => {}
             }
@@ -1142,14 +626,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn close_reason_is_cut_at_a_char_boundary() {
-        let long = "é".repeat(100);
-        let p = close_payload(1000, &long);
-        assert!(p.len() <= 125);
-        assert!(std::str::from_utf8(&p[2..]).is_ok());
-    }
-
-    #[test]
     fn timer_keys_round_trip() {
         let k = timer_key(123_456, 0xdead_beef);
         assert_eq!((k >> 32) as usize, 123_456);
@@ -1158,17 +634,17 @@ mod tests {
 
     #[test]
     fn connection_state_stays_small() {
-        // An idle open connection holds a Conn in the slab and a boxed OpenState; keep
-        // both in check (see the idle-memory figures in the README).
+        // An idle open connection holds a Conn in the slab and a boxed Open; keep both
+        // in check (see the idle-memory figures in the README).
         assert!(
-            std::mem::size_of::<Conn>() <= 160,
+            std::mem::size_of::<Conn>() <= 120,
             "{}",
             std::mem::size_of::<Conn>()
         );
         assert!(
-            std::mem::size_of::<OpenState>() <= 320,
+            std::mem::size_of::<Open>() <= 96,
             "{}",
-            std::mem::size_of::<OpenState>()
+            std::mem::size_of::<Open>()
         );
     }
 }

@@ -120,6 +120,10 @@ pub mod close_code {
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// A text message or close reason was not valid UTF-8.
     pub const INVALID_PAYLOAD: u16 = 1007;
+    /// Reported when a close frame carried no status code; never sent on the wire.
+    pub const NO_STATUS: u16 = 1005;
+    /// Reported when the connection went away without a close frame; never sent.
+    pub const ABNORMAL: u16 = 1006;
     /// The message violates the server's policy.
     pub const POLICY: u16 = 1008;
     /// A frame or message exceeds the configured size limit.

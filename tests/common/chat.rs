@@ -126,7 +126,8 @@ pub fn jwt(sub: &str, exp_in: i64, extra: Value) -> String {
     .unwrap()
 }
 
-/// A raw HTTP request; (status, body).
+/// A raw HTTP request on its own connection (`Connection: close`, so the answer ends at
+/// EOF); (status, body).
 pub fn http(
     addr: SocketAddr,
     method: &str,
@@ -138,7 +139,7 @@ pub fn http(
         .map(|k| format!("Authorization: Bearer {k}\r\n"))
         .unwrap_or_default();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let resp = super::raw_exchange(addr, req.as_bytes());

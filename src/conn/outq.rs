@@ -58,8 +58,8 @@ pub struct OutQueue {
 }
 
 impl OutQueue {
-    #[cfg(test)]
-    pub(crate) fn is_empty(&self) -> bool {
+    /// Whether nothing is waiting to be written.
+    pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 

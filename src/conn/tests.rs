@@ -1,0 +1,363 @@
+//! Deterministic tests of the connection machines: no sockets, a virtual clock, and every
+//! input fed split at every byte (and one byte at a time).
+
+use super::*;
+use crate::http::{HttpLimits, HttpResponse};
+use crate::message::{ConnError, Message};
+use crate::ws::{close_code, encode_client_frame, Decoder, DecoderLimits, Incoming, OpCode, Role};
+
+fn http_cfg() -> Http1Config {
+    Http1Config {
+        limits: HttpLimits::default(),
+        max_body_bytes: 1024,
+        request_timeout: 100,
+        keepalive_timeout: 600,
+    }
+}
+
+fn drain(out: &mut OutQueue) -> Vec<u8> {
+    let mut wire = Vec::new();
+    out.flush(&mut wire).unwrap();
+    wire
+}
+
+/// A request the driver saw: method, path, body.
+type Seen = (String, String, Vec<u8>);
+
+/// Feeds `chunks` to a fresh HTTP machine at tick `now`, answering each request with its
+/// path as the body. Returns the requests seen, other events, and the bytes sent.
+fn drive_http(chunks: &[&[u8]], now: Tick) -> (Vec<Seen>, Vec<HttpEvent>, Vec<u8>, Http1) {
+    let cfg = http_cfg();
+    let mut m = Http1::new(0);
+    let mut out = OutQueue::default();
+    let (mut seen, mut other) = (Vec::new(), Vec::new());
+    for chunk in chunks {
+        let mut input = *chunk;
+        while let Some(ev) = m.handle_read(&mut input, now, &cfg, &mut out) {
+            match ev {
+                HttpEvent::Request(req) => {
+                    let resp = HttpResponse::text(200, req.path.clone());
+                    m.respond(&resp, false, now, &mut out);
+                    seen.push((req.method, req.path, req.body));
+                }
+                ev => other.push(ev),
+            }
+        }
+        assert!(input.is_empty());
+    }
+    let wire = drain(&mut out);
+    (seen, other, wire, m)
+}
+
+const PIPELINE: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\
+POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n\
+HEAD /d HTTP/1.1\r\nHost: x\r\n\r\n\
+GET /e HTTP/1.0\r\n\r\n\
+GET /never HTTP/1.1\r\nHost: x\r\n\r\n";
+
+fn check_pipeline(seen: &[Seen], wire: &[u8], m: &Http1) {
+    let paths: Vec<&str> = seen.iter().map(|s| s.1.as_str()).collect();
+    assert_eq!(paths, ["/a", "/b", "/c", "/d", "/e"]);
+    assert_eq!(seen[1].2, b"hello");
+    assert_eq!(seen[2].2, b"abcde");
+    let text = String::from_utf8_lossy(wire);
+    let answers: Vec<&str> = text.split("HTTP/1.1 200 OK\r\n").skip(1).collect();
+    assert_eq!(answers.len(), 5, "{text}");
+    for (answer, path) in answers.iter().zip(["/a", "/b", "/c", "/d", "/e"]) {
+        let keep = path != "/e";
+        let conn = if keep { "keep-alive" } else { "close" };
+        assert!(
+            answer.contains(&format!("Connection: {conn}\r\n")),
+            "{answer}"
+        );
+        // HEAD announces the length of the body it leaves out.
+        let body = if path == "/d" { "" } else { path };
+        assert!(answer.ends_with(&format!("\r\n\r\n{body}")), "{answer}");
+    }
+    // HTTP/1.0 without keep-alive closed the connection: the last request is not read.
+    assert!(m.is_done());
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_at_every_split() {
+    let (seen, other, wire, m) = drive_http(&[PIPELINE], 0);
+    assert!(other.is_empty(), "{other:?}");
+    check_pipeline(&seen, &wire, &m);
+    for split in 1..PIPELINE.len() {
+        let (a, b) = PIPELINE.split_at(split);
+        let (seen2, other2, wire2, m2) = drive_http(&[a, b], 0);
+        assert!(other2.is_empty(), "split {split}: {other2:?}");
+        assert_eq!(seen2, seen, "split {split}");
+        assert_eq!(wire2, wire, "split {split}");
+        check_pipeline(&seen2, &wire2, &m2);
+    }
+    let bytes: Vec<&[u8]> = PIPELINE.chunks(1).collect();
+    let (seen3, _, wire3, _) = drive_http(&bytes, 0);
+    assert_eq!((seen3, wire3), (seen, wire));
+}
+
+#[test]
+fn connection_close_and_errors_end_the_machine() {
+    let (seen, _, wire, m) = drive_http(
+        &[b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n\r\n"],
+        0,
+    );
+    assert_eq!(seen.len(), 1);
+    assert!(String::from_utf8_lossy(&wire).contains("Connection: close\r\n"));
+    assert!(m.is_done());
+
+    let cases: [(&[u8], u16); 5] = [
+        (b"GARBAGE\x01 / HTTP/1.1\r\n\r\n", 400),
+        (b"GET /a HTTP/1.1\r\n\r\n", 400),
+        (
+            b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n",
+            413,
+        ),
+        (
+            b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            411,
+        ),
+        (
+            b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
+            400,
+        ),
+    ];
+    for (input, status) in cases {
+        for split in 1..input.len() {
+            let (a, b) = input.split_at(split);
+            let (seen, other, wire, m) = drive_http(&[a, b], 0);
+            assert!(seen.is_empty());
+            match other.as_slice() {
+                [HttpEvent::Rejected(e)] => assert_eq!(e.status(), status),
+                other => panic!("{other:?}"),
+            }
+            assert!(wire.starts_with(format!("HTTP/1.1 {status}").as_bytes()));
+            assert!(m.is_done());
+        }
+    }
+}
+
+#[test]
+fn an_upgrade_hands_over_the_bytes_behind_the_head() {
+    let head = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let frame = encode_client_frame(true, OpCode::Text, b"early", [1, 2, 3, 4]);
+    let wire = [head.as_slice(), &frame].concat();
+    for split in 1..wire.len() {
+        let cfg = http_cfg();
+        let mut m = Http1::new(0);
+        let mut out = OutQueue::default();
+        let mut rest: Option<Vec<u8>> = None;
+        for part in [&wire[..split], &wire[split..]] {
+            let mut input = part;
+            if rest.is_some() {
+                // The caller owns the connection now; the machine only discards.
+                assert!(m.handle_read(&mut input, 0, &cfg, &mut out).is_none());
+                if let Some(r) = rest.as_mut() {
+                    r.extend_from_slice(part);
+                }
+                continue;
+            }
+            while let Some(ev) = m.handle_read(&mut input, 0, &cfg, &mut out) {
+                match ev {
+                    HttpEvent::Upgrade(req) => {
+                        assert_eq!(req.path, "/ws");
+                        rest = Some(m.take_upgrade());
+                    }
+                    ev => panic!("{ev:?}"),
+                }
+            }
+        }
+        assert_eq!(rest.as_deref(), Some(frame.as_slice()), "split {split}");
+        assert!(drain(&mut out).is_empty());
+    }
+}
+
+#[test]
+fn request_and_keepalive_timeouts_follow_the_virtual_clock() {
+    let cfg = http_cfg();
+    let mut out = OutQueue::default();
+    // A connection that never sends: the request timeout runs from its start.
+    let mut m = Http1::new(10);
+    assert_eq!(m.poll_timeout(&cfg), Some(110));
+    assert!(m.handle_timeout(109, &cfg).is_none());
+    assert!(matches!(
+        m.handle_timeout(110, &cfg),
+        Some(HttpEvent::RequestTimeout)
+    ));
+    assert!(m.is_done());
+
+    // One answered request, then idle: the keep-alive timeout runs from the answer.
+    let mut m = Http1::new(0);
+    let mut input: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let Some(HttpEvent::Request(_)) = m.handle_read(&mut input, 50, &cfg, &mut out) else {
+        panic!("no request");
+    };
+    assert_eq!(
+        m.poll_timeout(&cfg),
+        None,
+        "the application has the request"
+    );
+    m.respond(&HttpResponse::text(200, "ok"), false, 60, &mut out);
+    assert_eq!(m.poll_timeout(&cfg), Some(660));
+    // A partial request at 500 moves the deadline to 500 + request timeout.
+    let mut input: &[u8] = b"GET / HT";
+    assert!(m.handle_read(&mut input, 500, &cfg, &mut out).is_none());
+    assert_eq!(m.poll_timeout(&cfg), Some(600));
+    assert!(m.handle_timeout(599, &cfg).is_none());
+    assert!(matches!(
+        m.handle_timeout(10_000, &cfg),
+        Some(HttpEvent::RequestTimeout)
+    ));
+
+    let mut m = Http1::new(0);
+    let mut input: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    m.handle_read(&mut input, 0, &cfg, &mut out);
+    m.respond(&HttpResponse::text(200, "ok"), false, 0, &mut out);
+    assert!(matches!(
+        m.handle_timeout(600, &cfg),
+        Some(HttpEvent::KeepAliveTimeout)
+    ));
+}
+
+#[test]
+fn a_caller_can_refuse_to_keep_alive() {
+    let cfg = http_cfg();
+    let mut out = OutQueue::default();
+    let mut m = Http1::new(0);
+    let mut input: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    m.handle_read(&mut input, 0, &cfg, &mut out);
+    m.respond(&HttpResponse::text(200, "bye"), true, 0, &mut out);
+    assert!(m.is_done());
+    assert!(String::from_utf8_lossy(&drain(&mut out)).contains("Connection: close"));
+}
+
+// ---- WebSocket -------------------------------------------------------------------
+
+fn ws_cfg() -> WsConfig {
+    WsConfig {
+        limits: DecoderLimits::default(),
+        heartbeat: Some(300),
+        idle: Some(750),
+    }
+}
+
+/// Decodes what the server sent.
+fn server_frames(wire: &[u8]) -> Vec<Incoming> {
+    let mut d = Decoder::new(Role::Client, DecoderLimits::default());
+    let mut input = wire;
+    let mut out = Vec::new();
+    while let Some(f) = d.decode(&mut input).unwrap() {
+        out.push(f);
+    }
+    out
+}
+
+fn client_stream() -> Vec<u8> {
+    let k = [9, 8, 7, 6];
+    [
+        encode_client_frame(false, OpCode::Text, b"hel", k),
+        encode_client_frame(true, OpCode::Ping, b"p", k),
+        encode_client_frame(true, OpCode::Continuation, b"lo", k),
+        encode_client_frame(true, OpCode::Binary, &[0, 1, 2], k),
+        encode_client_frame(true, OpCode::Close, &[3, 232, b'b', b'y', b'e'], k),
+        encode_client_frame(true, OpCode::Text, b"after close", k),
+    ]
+    .concat()
+}
+
+fn drive_ws(chunks: &[&[u8]]) -> (Vec<WsEvent>, Vec<u8>) {
+    let mut m = Ws::new(DecoderLimits::default(), 0);
+    let mut out = OutQueue::default();
+    let mut events = Vec::new();
+    for chunk in chunks {
+        let mut input = *chunk;
+        while let Some(ev) = m.handle_read(&mut input, 0, &mut out) {
+            events.push(ev);
+        }
+        assert!(input.is_empty());
+    }
+    assert!(m.is_closed());
+    (events, drain(&mut out))
+}
+
+#[test]
+fn websocket_events_and_obligations_at_every_split() {
+    let wire = client_stream();
+    let want = vec![
+        WsEvent::Message(Message::Text("hello".into())),
+        WsEvent::Message(Message::Binary(vec![0, 1, 2])),
+        WsEvent::Closed {
+            code: 1000,
+            reason: "bye".into(),
+            error: None,
+        },
+    ];
+    for split in 0..wire.len() {
+        let (events, out) = drive_ws(&[&wire[..split], &wire[split..]]);
+        assert_eq!(events, want, "split {split}");
+        // The pong, then the close echo; nothing for the frame after the close.
+        let sent = server_frames(&out);
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0], Incoming::Pong(b"p".to_vec()));
+        assert_eq!(sent[1], Incoming::Close(Some((1000, String::new()))));
+    }
+    let bytes: Vec<&[u8]> = wire.chunks(1).collect();
+    assert_eq!(drive_ws(&bytes).0, want);
+}
+
+#[test]
+fn a_protocol_error_closes_with_its_code() {
+    // Unmasked: a client must mask (1002).
+    let wire = crate::ws::encode_frame(true, OpCode::Text, b"x");
+    let (events, out) = drive_ws(&[&wire]);
+    match events.as_slice() {
+        [WsEvent::Closed {
+            code: 1002,
+            error: Some(ConnError::Protocol(_)),
+            ..
+        }] => {}
+        other => panic!("{other:?}"),
+    }
+    match server_frames(&out).as_slice() {
+        [Incoming::Close(Some((1002, _)))] => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn heartbeat_and_idle_follow_the_virtual_clock() {
+    let cfg = ws_cfg();
+    let mut m = Ws::new(DecoderLimits::default(), 0);
+    let mut out = OutQueue::default();
+    assert_eq!(m.poll_timeout(0, &cfg), Some(300));
+    // Early: nothing.
+    assert!(m.handle_timeout(299, &cfg, &mut out).is_none());
+    assert!(drain(&mut out).is_empty());
+    // Silent for a heartbeat: a ping, and the next one an interval later.
+    assert!(m.handle_timeout(300, &cfg, &mut out).is_none());
+    assert_eq!(server_frames(&drain(&mut out)), [Incoming::Ping(vec![])]);
+    assert_eq!(m.poll_timeout(300, &cfg), Some(600));
+    // A pong at 400 restarts both clocks.
+    let pong = encode_client_frame(true, OpCode::Pong, b"", [1, 1, 1, 1]);
+    assert!(m.handle_read(&mut pong.as_slice(), 400, &mut out).is_none());
+    assert_eq!(m.poll_timeout(450, &cfg), Some(700));
+    // A jump far past the idle limit: closed once, with 1001.
+    let ev = m.handle_timeout(5_000, &cfg, &mut out);
+    assert_eq!(
+        ev,
+        Some(WsEvent::Closed {
+            code: close_code::GOING_AWAY,
+            reason: "idle timeout".into(),
+            error: Some(ConnError::IdleTimeout(75_000)),
+        })
+    );
+    match server_frames(&drain(&mut out)).as_slice() {
+        [Incoming::Close(Some((1001, r)))] => assert_eq!(r, "idle timeout"),
+        other => panic!("{other:?}"),
+    }
+    assert!(m.is_closed());
+    assert_eq!(m.poll_timeout(5_000, &cfg), None);
+    assert!(m.handle_timeout(9_000, &cfg, &mut out).is_none());
+    assert!(m.close(1000, "again", None, &mut out).is_none());
+}

@@ -1,0 +1,412 @@
+//! What a worker does for the application: handler calls, the actions they return,
+//! commands from other threads, groups and broadcasts.
+//!
+//! Owns each open connection's [`Session`] (route, path, subprotocol, attributes,
+//! groups), the worker's side of named groups, handler timers and `Hub::call`. It reaches
+//! connections only through the WebSocket machine's API (`send`, `close`) and the
+//! connection's output queue; it never touches a socket.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::worker::{timer_key, Proto, Worker};
+use crate::config::SlowConsumerPolicy;
+use crate::conn::WsEvent;
+use crate::handler::{Action, Attributes, Context, Handler};
+use crate::http::UpgradePolicy;
+use crate::hub::{encode_shared, Command, Hub, SharedFrame};
+use crate::id::ConnId;
+use crate::message::{ConnError, Message};
+use crate::metrics::bump;
+use crate::router::Router;
+use crate::ws::{close_code, is_valid_close_code};
+
+/// What the application keeps with an open connection.
+pub(super) struct Session {
+    pub(super) route: u32,
+    /// Index into the configured subprotocols.
+    pub(super) protocol: Option<u8>,
+    /// Shared with every connection on the same path (see `Worker::intern_path`).
+    pub(super) path: Arc<str>,
+    pub(super) attributes: Attributes,
+    // Boxed on purpose: 8 bytes per connection instead of a `Vec`'s 24 while unused.
+    #[allow(clippy::box_collection)]
+    pub(super) groups: Option<Box<Vec<Arc<str>>>>,
+}
+
+impl Session {
+    fn route(&self) -> usize {
+        self.route as usize
+    }
+
+    fn groups(&self) -> &[Arc<str>] {
+        self.groups.as_deref().map_or(&[], |g| g.as_slice())
+    }
+}
+
+/// Something to queue on a connection.
+enum Outgoing {
+    Message(Message),
+    Shared(SharedFrame),
+}
+
+/// What a handler call needs besides the connection: kept apart from the connection
+/// table so a connection can be borrowed mutably while these are lent out.
+pub(super) struct HandlerEnv {
+    pub(super) router: Arc<Router>,
+    pub(super) hub: Hub,
+    pub(super) policy: UpgradePolicy,
+    /// Reused between handler calls so collecting actions does not allocate.
+    pub(super) actions: Cell<Vec<Action>>,
+}
+
+impl HandlerEnv {
+    /// Runs one handler callback with a context over `session`, returning what it asked
+    /// for.
+    pub(super) fn run(
+        &self,
+        id: ConnId,
+        session: &mut Session,
+        f: impl FnOnce(&dyn Handler, &mut Context<'_>),
+    ) -> Vec<Action> {
+        let mut actions = self.actions.take();
+        let handler = self.router.handler(session.route());
+        let mut ctx = Context {
+            id,
+            path: &session.path,
+            protocol: session
+                .protocol
+                .and_then(|i| self.policy.subprotocols.get(i as usize))
+                .map(String::as_str),
+            attributes: &mut session.attributes,
+            actions: &mut actions,
+            hub: &self.hub,
+        };
+        // A panicking handler must not take the worker (and every connection on it)
+        // down: the panic is contained to this connection, which is closed with 1011.
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(handler, &mut ctx)));
+        if outcome.is_err() {
+            tracing::error!(%id, "handler panicked; closing the connection with 1011");
+            actions.push(Action::Close(
+                close_code::INTERNAL_ERROR,
+                "internal error".into(),
+            ));
+        }
+        actions
+    }
+}
+
+impl Worker {
+    pub(super) fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Send { to, frame } => {
+                if let Some(slot) = self.resolve(to) {
+                    self.enqueue(slot, Outgoing::Shared(frame));
+                }
+            }
+            Command::SendMany { to, frame } => {
+                for id in to {
+                    if let Some(slot) = self.resolve(id) {
+                        self.enqueue(slot, Outgoing::Shared(frame.clone()));
+                    }
+                }
+            }
+            Command::Route { route, frame } => self.deliver_route(route, &frame),
+            Command::Group { group, frame } => self.deliver_group(&group, &frame),
+            Command::Join { id, group } => {
+                if let Some(slot) = self.resolve(id) {
+                    self.join(slot, group);
+                }
+            }
+            Command::Leave { id, group } => {
+                if let Some(slot) = self.resolve(id) {
+                    self.leave(slot, &group);
+                }
+            }
+            Command::Close { id, code, reason } => {
+                if let Some(slot) = self.resolve(id) {
+                    self.close_by_app(slot, code, &reason);
+                }
+            }
+            Command::Call { id, f } => {
+                if let Some(slot) = self.resolve(id) {
+                    self.run_handler(slot, |_, ctx| f(ctx));
+                }
+            }
+        }
+    }
+
+    /// Runs `f` with the handler and a context for the open connection in `slot`, then
+    /// carries out what it asked for.
+    pub(super) fn run_handler(
+        &mut self,
+        slot: usize,
+        f: impl FnOnce(&dyn Handler, &mut Context<'_>),
+    ) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let generation = conn.generation;
+        let Some(open) = conn.open_mut() else {
+            return;
+        };
+        let id = crate::id::ConnId::new(self.index, slot as u32, generation);
+        let route = open.session.route();
+        let actions = self.env.run(id, &mut open.session, f);
+        self.apply_actions(slot, route, actions);
+    }
+
+    pub(super) fn on_ws_event(&mut self, slot: usize, ev: WsEvent) {
+        match ev {
+            WsEvent::Message(msg) => {
+                bump(&self.metrics.frames_in, 1);
+                self.run_handler(slot, move |h, ctx| h.on_message(ctx, msg));
+            }
+            WsEvent::Closed {
+                code,
+                reason,
+                error,
+            } => {
+                // Our close frame (echo or our own) is queued.
+                bump(&self.metrics.frames_out, 1);
+                match &error {
+                    Some(ConnError::Protocol(_)) => {
+                        tracing::debug!(
+                            worker = self.index,
+                            slot,
+                            code,
+                            "protocol error: {reason}"
+                        );
+                        bump(&self.metrics.protocol_errors, 1);
+                    }
+                    Some(ConnError::IdleTimeout(_)) => bump(&self.metrics.idle_timeouts, 1),
+                    _ => {}
+                }
+                self.finish_ws(slot, code, &reason, error);
+            }
+        }
+    }
+
+    /// The open state ended: leave groups, tell the handler, and linger in `Closing`.
+    fn finish_ws(&mut self, slot: usize, code: u16, reason: &str, err: Option<ConnError>) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let generation = conn.generation;
+        let Proto::Ws(mut open) = std::mem::replace(&mut conn.proto, Proto::Closing) else {
+            return;
+        };
+        self.enter_closing(slot);
+        let id = self.conn_id(slot, generation);
+        self.end_session(slot, id, &mut open.session, err, code, reason);
+    }
+
+    /// Tells the handler the connection is over (`on_error` if there is an error, then
+    /// `on_close`) and carries out what it asks of others.
+    pub(super) fn end_session(
+        &mut self,
+        slot: usize,
+        id: ConnId,
+        session: &mut Session,
+        err: Option<ConnError>,
+        code: u16,
+        reason: &str,
+    ) {
+        self.leave_all(slot, session);
+        let actions = self.env.run(id, session, |h, ctx| {
+            if let Some(err) = &err {
+                h.on_error(ctx, err);
+            }
+            h.on_close(ctx, code, reason);
+        });
+        self.apply_actions(slot, session.route(), actions);
+    }
+
+    pub(super) fn apply_actions(&mut self, slot: usize, route: usize, mut actions: Vec<Action>) {
+        for action in actions.drain(..) {
+            match action {
+                Action::Send(msg) => self.enqueue(slot, Outgoing::Message(msg)),
+                Action::Close(code, reason) => self.close_by_app(slot, code, &reason),
+                Action::Broadcast(msg) => self.broadcast(route, &msg),
+                Action::Join(group) => self.join(slot, group.into()),
+                Action::Leave(group) => self.leave(slot, &group),
+                Action::SetTimer(after, token) => self.set_app_timer(slot, after, token),
+            }
+        }
+        self.env.actions.set(actions);
+    }
+
+    fn set_app_timer(&mut self, slot: usize, after: Duration, token: u64) {
+        let Some(conn) = self.conns.get(slot) else {
+            return;
+        };
+        let key = timer_key(slot, conn.generation);
+        self.app_timers.insert((key, token), self.now + after);
+    }
+
+    fn close_by_app(&mut self, slot: usize, code: u16, reason: &str) {
+        let code = if is_valid_close_code(code) {
+            code
+        } else {
+            tracing::warn!(
+                code,
+                "asked to close with a code that may not be sent; using 1000"
+            );
+            close_code::NORMAL
+        };
+        self.close_with(slot, code, reason, None);
+    }
+
+    /// Starts the close handshake from our side, if the connection is still open.
+    pub(super) fn close_with(
+        &mut self,
+        slot: usize,
+        code: u16,
+        reason: &str,
+        err: Option<ConnError>,
+    ) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let Proto::Ws(open) = &mut conn.proto else {
+            return;
+        };
+        if let Some(ev) = open.ws.close(code, reason, err, &mut conn.out) {
+            self.on_ws_event(slot, ev);
+        }
+    }
+
+    /// Queues a message for an open connection, applying the slow-consumer policy.
+    fn enqueue(&mut self, slot: usize, out: Outgoing) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let Proto::Ws(open) = &mut conn.proto else {
+            return;
+        };
+        if open.ws.is_closed() {
+            return;
+        }
+        if conn.out.len() > self.config.max_queued_bytes {
+            match self.config.slow_consumer {
+                SlowConsumerPolicy::Drop => bump(&self.metrics.dropped_slow, 1),
+                SlowConsumerPolicy::Close => self.close_slow_consumer(slot),
+            }
+            return;
+        }
+        match out {
+            Outgoing::Message(msg) => open.ws.send(msg, &mut conn.out),
+            Outgoing::Shared(frame) => conn.out.push_shared(frame),
+        }
+        bump(&self.metrics.frames_out, 1);
+        self.mark_dirty(slot);
+    }
+
+    fn close_slow_consumer(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        // Memory stays bounded: what the client has not started to receive is dropped,
+        // and only the close frame is queued behind the frame in flight.
+        conn.out.discard_unsent();
+        bump(&self.metrics.slow_consumer_closes, 1);
+        let max = self.config.max_queued_bytes;
+        let reason = "slow consumer: outbound queue full";
+        tracing::debug!(worker = self.index, slot, "{reason}");
+        self.close_with(
+            slot,
+            close_code::POLICY,
+            reason,
+            Some(ConnError::SlowConsumer(max)),
+        );
+    }
+
+    fn broadcast(&mut self, route: usize, msg: &Message) {
+        // Encoded once; every recipient on every worker queues a handle to these bytes.
+        let frame = encode_shared(msg);
+        self.deliver_route(route, &frame);
+        for (i, peer) in self.env.hub.inner.peers.iter().enumerate() {
+            if i != self.index as usize {
+                peer.send(Command::Route {
+                    route,
+                    frame: frame.clone(),
+                });
+            }
+        }
+    }
+
+    fn deliver_route(&mut self, route: usize, frame: &SharedFrame) {
+        let mut targets = std::mem::take(&mut self.scratch);
+        targets.extend(
+            self.conns
+                .iter()
+                .filter_map(|(slot, conn)| match &conn.proto {
+                    Proto::Ws(open) if open.session.route() == route => Some(slot),
+                    _ => None,
+                }),
+        );
+        for &slot in &targets {
+            self.enqueue(slot, Outgoing::Shared(frame.clone()));
+        }
+        targets.clear();
+        self.scratch = targets;
+    }
+
+    fn deliver_group(&mut self, group: &str, frame: &SharedFrame) {
+        let mut targets = std::mem::take(&mut self.scratch);
+        if let Some(members) = self.groups.get(group) {
+            targets.extend(members.iter().copied());
+        }
+        for &slot in &targets {
+            self.enqueue(slot, Outgoing::Shared(frame.clone()));
+        }
+        targets.clear();
+        self.scratch = targets;
+    }
+
+    fn join(&mut self, slot: usize, group: Arc<str>) {
+        let Some(open) = self.conns.get_mut(slot).and_then(|c| c.open_mut()) else {
+            return;
+        };
+        let session = &mut open.session;
+        if session.groups().contains(&group) {
+            return;
+        }
+        session
+            .groups
+            .get_or_insert_with(Default::default)
+            .push(group.clone());
+        self.groups.entry(group).or_default().insert(slot);
+    }
+
+    fn leave(&mut self, slot: usize, group: &str) {
+        let Some(open) = self.conns.get_mut(slot).and_then(|c| c.open_mut()) else {
+            return;
+        };
+        if let Some(groups) = open.session.groups.as_mut() {
+            groups.retain(|g| &**g != group);
+            if groups.is_empty() {
+                open.session.groups = None;
+            }
+        }
+        if let Some(members) = self.groups.get_mut(group) {
+            members.remove(&slot);
+            if members.is_empty() {
+                self.groups.remove(group);
+            }
+        }
+    }
+
+    fn leave_all(&mut self, slot: usize, session: &mut Session) {
+        for group in session.groups.take().into_iter().flat_map(|g| *g) {
+            if let Some(members) = self.groups.get_mut(&group) {
+                members.remove(&slot);
+                if members.is_empty() {
+                    self.groups.remove(&group);
+                }
+            }
+        }
+    }
+}

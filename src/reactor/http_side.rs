@@ -1,0 +1,192 @@
+//! What a worker does with the HTTP machine's events: answer plain routes, turn an
+//! accepted upgrade into an open WebSocket, refuse the rest with their status.
+//!
+//! Owns the routing of a request (plain route, WebSocket route, 404), admission at the
+//! upgrade, and the handler's `on_open` verdict. Framing, keep-alive and timeouts are the
+//! machine's (`conn::http1`); sockets are the worker's.
+
+use std::sync::Arc;
+
+use super::app::Session;
+use super::worker::{Open, Proto, Worker};
+use crate::conn::{HttpEvent, Ws};
+use crate::http::{check_request_line, validate_upgrade, HandshakeError, HttpResponse, Request};
+use crate::metrics::{bump, HandshakeFailure};
+
+/// Most distinct request paths a worker interns; past it, each connection keeps its own
+/// copy, so a client inventing paths cannot grow the table.
+const MAX_INTERNED_PATHS: usize = 1024;
+
+impl Worker {
+    pub(super) fn on_http_event(&mut self, slot: usize, ev: HttpEvent) {
+        match ev {
+            HttpEvent::Request(req) => self.serve_http(slot, req),
+            HttpEvent::Upgrade(req) => return self.upgrade(slot, req),
+            HttpEvent::Rejected(err) => self.count_rejection(slot, &err),
+            HttpEvent::RequestTimeout | HttpEvent::KeepAliveTimeout => {}
+        }
+        self.after_http(slot);
+    }
+
+    /// Answers a plain request from its route; with no plain route for the path, the
+    /// request is refused as a WebSocket handshake would be (404, or why it is not one).
+    fn serve_http(&mut self, slot: usize, req: Request) {
+        let Some(route) = self.env.router.http_route(&req.path) else {
+            let err = match check_request_line(&req) {
+                Err(e) => e,
+                Ok(()) if self.env.router.ws_route(&req.path).is_none() => {
+                    HandshakeError::NotFound(req.path)
+                }
+                Ok(()) => validate_upgrade(&req, &self.env.policy)
+                    .err()
+                    .unwrap_or(HandshakeError::NotUpgrade),
+            };
+            return self.reject(slot, err);
+        };
+        let hub = &self.env.hub;
+        // A panicking route must not take the worker (and every connection on it) down.
+        let resp = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route(&req, hub)))
+            .unwrap_or_else(|_| {
+                tracing::error!(path = %req.path, "HTTP route panicked; answering 500");
+                HttpResponse::text(500, "internal error\n")
+            });
+        let close = self.shutdown_deadline.is_some() || self.config.keepalive_timeout_ms == 0;
+        let now = self.tick();
+        if let Some(conn) = self.conns.get_mut(slot) {
+            if let Proto::Http(http) = &mut conn.proto {
+                http.respond(&resp, close, now, &mut conn.out);
+            }
+        }
+    }
+
+    fn count_rejection(&mut self, slot: usize, err: &HandshakeError) {
+        tracing::debug!(
+            worker = self.index,
+            slot,
+            status = err.status(),
+            "request rejected: {err}"
+        );
+        self.metrics
+            .handshake_failed(HandshakeFailure::from_status(err.status()));
+    }
+
+    /// Answers with `err`'s response and closes.
+    fn reject(&mut self, slot: usize, err: HandshakeError) {
+        self.count_rejection(slot, &err);
+        self.refuse(slot, &err.response());
+    }
+
+    fn refuse(&mut self, slot: usize, resp: &HttpResponse) {
+        if let Some(conn) = self.conns.get_mut(slot) {
+            if let Proto::Http(http) = &mut conn.proto {
+                http.reject(resp, &mut conn.out);
+            }
+        }
+    }
+
+    /// An upgrade request: route, admit, validate, ask the handler, then switch the
+    /// connection to the WebSocket machine (or refuse it).
+    fn upgrade(&mut self, slot: usize, req: Request) {
+        match self.try_upgrade(slot, req) {
+            Ok(rest) => {
+                self.reschedule(slot);
+                self.mark_dirty(slot);
+                if !rest.is_empty() {
+                    self.on_bytes(slot, &rest);
+                }
+            }
+            Err(err) => {
+                if let Some(err) = err {
+                    self.reject(slot, err);
+                }
+                self.after_http(slot);
+            }
+        }
+    }
+
+    /// The bytes after the head on success; `Err(Some(e))` to refuse with `e`,
+    /// `Err(None)` if the handler already refused with its own response.
+    fn try_upgrade(
+        &mut self,
+        slot: usize,
+        req: Request,
+    ) -> Result<Vec<u8>, Option<HandshakeError>> {
+        check_request_line(&req).map_err(Some)?;
+        let route = self
+            .env
+            .router
+            .ws_route(&req.path)
+            .ok_or_else(|| Some(HandshakeError::NotFound(req.path.clone())))?;
+        if self.shutdown_deadline.is_some() {
+            return Err(Some(HandshakeError::Unavailable("shutting down")));
+        }
+        let (ip, generation) = match self.conns.get(slot) {
+            Some(conn) => (conn.ip, conn.generation),
+            None => return Err(None),
+        };
+        self.admission.admit(ip).map_err(Some)?;
+        let upgrade = validate_upgrade(&req, &self.env.policy).map_err(Some)?;
+        let protocol = upgrade.protocol.as_ref().and_then(|p| {
+            let i = self.env.policy.subprotocols.iter().position(|s| s == p)?;
+            u8::try_from(i).ok()
+        });
+        let mut session = Session {
+            route: route as u32,
+            protocol,
+            path: self.intern_path(&req.path),
+            attributes: Default::default(),
+            groups: None,
+        };
+        let id = self.conn_id(slot, generation);
+        let mut verdict = Ok(());
+        let actions = self.env.run(id, &mut session, |h, ctx| {
+            verdict = h.on_open(ctx, &req);
+        });
+        if let Err(resp) = verdict {
+            self.env.actions.set(actions);
+            bump(
+                &self.metrics.handshake_failures
+                    [HandshakeFailure::from_status(resp.status) as usize],
+                1,
+            );
+            tracing::debug!(
+                worker = self.index,
+                slot,
+                status = resp.status,
+                "handler refused the handshake"
+            );
+            self.refuse(slot, &resp);
+            return Err(None);
+        }
+        let now = self.tick();
+        let limits = self.ws_cfg.limits;
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return Err(None);
+        };
+        let Proto::Http(http) = &mut conn.proto else {
+            return Err(None);
+        };
+        let rest = http.take_upgrade();
+        conn.out.push_bytes(upgrade.response);
+        conn.proto = Proto::Ws(Box::new(Open {
+            ws: Ws::new(limits, now),
+            session,
+        }));
+        tracing::debug!(worker = self.index, slot, "websocket open");
+        self.apply_actions(slot, route, actions);
+        Ok(rest)
+    }
+
+    /// The shared copy of a request path: one allocation per distinct path per worker
+    /// instead of one per connection.
+    fn intern_path(&mut self, path: &str) -> Arc<str> {
+        if let Some(p) = self.paths.get(path) {
+            return p.clone();
+        }
+        let shared: Arc<str> = path.into();
+        if self.paths.len() < MAX_INTERNED_PATHS {
+            self.paths.insert(path.into(), shared.clone());
+        }
+        shared
+    }
+}
