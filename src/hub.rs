@@ -290,12 +290,6 @@ impl Hub {
         MetricsSnapshot::collect(&self.inner.metrics)
     }
 
-    /// A handle that does not keep the server's state alive (for helper threads that
-    /// must end with it).
-    pub(crate) fn downgrade(&self) -> std::sync::Weak<HubInner> {
-        Arc::downgrade(&self.inner)
-    }
-
     /// Wakes every worker so it notices a shutdown request.
     pub(crate) fn wake_all(&self) {
         for peer in self.inner.peers.iter() {

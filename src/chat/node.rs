@@ -1,16 +1,14 @@
 //! The chat node's WebSocket handler: authentication at the handshake or by
-//! `AUTH_REQUEST`, the message types, de-duplication, the bad-message limit, and the timer
-//! thread that closes sessions whose token expires or that never authenticate.
+//! `AUTH_REQUEST`, the message types, de-duplication, the bad-message limit, and the
+//! connection timers (the engine's `set_timer`) that close sessions whose token expires or
+//! that never authenticate.
 //!
 //! Owns per-connection chat state (in the connection's attributes) and the rules of the
 //! protocol; routing goes through the registry and the hub, never through sockets.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use serde_json::json;
 
 use super::auth::{unix_now, AuthError, Authenticator, User};
@@ -20,8 +18,6 @@ use super::registry::{Added, Registry, Session};
 use crate::config::ConfigError;
 use crate::handler::{Context, Handler, Message};
 use crate::http::{HttpResponse, Request as HttpRequest};
-use crate::hub::Hub;
-use crate::id::ConnId;
 
 /// Close code for a session whose token expired while it was connected.
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
@@ -37,7 +33,6 @@ pub struct ChatNode {
     pub(crate) registry: Registry,
     auth_timeout: Duration,
     dedup_window: Duration,
-    timers: OnceLock<Sender<Timer>>,
 }
 
 impl std::fmt::Debug for ChatNode {
@@ -48,16 +43,9 @@ impl std::fmt::Debug for ChatNode {
     }
 }
 
-enum TimerKind {
-    AuthTimeout,
-    TokenExpiry(u64),
-}
-
-struct Timer {
-    at: Instant,
-    id: ConnId,
-    kind: TimerKind,
-}
+/// `set_timer` tokens of the chat handler.
+const TIMER_AUTH: u64 = 1;
+const TIMER_TOKEN_EXPIRY: u64 = 2;
 
 /// Per-connection chat state, kept in the connection's attributes.
 struct ConnState {
@@ -74,7 +62,6 @@ impl ChatNode {
             auth_timeout: parse_duration(&cfg.auth.timeout)?,
             dedup_window: parse_duration(&cfg.limits.dedup_window)?,
             registry: Registry::default(),
-            timers: OnceLock::new(),
             cfg,
         })
     }
@@ -82,21 +69,6 @@ impl ChatNode {
     /// The session registry.
     pub fn registry(&self) -> &Registry {
         &self.registry
-    }
-
-    fn schedule(self: &Arc<Self>, hub: &Hub, timer: Timer) {
-        let tx = self.timers.get_or_init(|| {
-            let (tx, rx) = crossbeam_channel::unbounded();
-            // Weak handles both: the thread must not keep a stopped server (whose routes
-            // hold this node) alive, and ends when the node is dropped.
-            let node = Arc::downgrade(self);
-            let hub = hub.downgrade();
-            let _ = std::thread::Builder::new()
-                .name("switchboard-chat-timers".into())
-                .spawn(move || run_timers(rx, node, hub));
-            tx
-        });
-        let _ = tx.send(timer);
     }
 
     /// Registers an authenticated user for the connection in `ctx`. `Err` when the
@@ -122,14 +94,7 @@ impl ChatNode {
         }
         if let Some(exp) = user.expires_at {
             let left = exp.saturating_sub(unix_now());
-            self.schedule(
-                ctx.hub(),
-                Timer {
-                    at: Instant::now() + Duration::from_secs(left),
-                    id: ctx.id(),
-                    kind: TimerKind::TokenExpiry(exp),
-                },
-            );
+            ctx.set_timer(Duration::from_secs(left), TIMER_TOKEN_EXPIRY);
         }
         ctx.join(ALL_USERS);
         if self.cfg.notify_join {
@@ -144,65 +109,6 @@ impl ChatNode {
             state.user = Some(user);
         }
         Ok(())
-    }
-}
-
-fn run_timers(
-    rx: Receiver<Timer>,
-    node: std::sync::Weak<ChatNode>,
-    hub: std::sync::Weak<crate::hub::HubInner>,
-) {
-    let mut heap: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
-    let mut pending: std::collections::HashMap<u64, Timer> = std::collections::HashMap::new();
-    let mut seq = 0u64;
-    loop {
-        let wait = heap
-            .peek()
-            .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
-        let got = match wait {
-            Some(w) => rx.recv_timeout(w),
-            None => rx
-                .recv()
-                .map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
-        };
-        match got {
-            Ok(t) => {
-                seq += 1;
-                heap.push(Reverse((t.at, seq)));
-                pending.insert(seq, t);
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-        }
-        let Some(node) = node.upgrade() else { return };
-        let Some(hub) = hub.upgrade().map(|inner| Hub { inner }) else {
-            return;
-        };
-        let now = Instant::now();
-        while heap.peek().is_some_and(|Reverse((at, _))| *at <= now) {
-            let Some(Reverse((_, s))) = heap.pop() else {
-                break;
-            };
-            let Some(t) = pending.remove(&s) else {
-                continue;
-            };
-            match t.kind {
-                TimerKind::AuthTimeout => {
-                    if node.registry.get(t.id).is_none() {
-                        hub.close(t.id, 1008, "authentication timeout");
-                    }
-                }
-                TimerKind::TokenExpiry(exp) => {
-                    if node
-                        .registry
-                        .get(t.id)
-                        .is_some_and(|s| s.user.expires_at == Some(exp))
-                    {
-                        hub.close(t.id, CLOSE_TOKEN_EXPIRED, "token expired");
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -312,14 +218,7 @@ impl Handler for ChatHandler {
                 Ok(())
             }
             None => {
-                node.schedule(
-                    ctx.hub(),
-                    Timer {
-                        at: Instant::now() + node.auth_timeout,
-                        id: ctx.id(),
-                        kind: TimerKind::AuthTimeout,
-                    },
-                );
+                ctx.set_timer(node.auth_timeout, TIMER_AUTH);
                 Ok(())
             }
         }
@@ -467,5 +366,23 @@ impl Handler for ChatHandler {
 
     fn on_close(&self, ctx: &mut Context<'_>, _code: u16, _reason: &str) {
         self.0.registry.remove(ctx.id());
+    }
+
+    fn on_timer(&self, ctx: &mut Context<'_>, token: u64) {
+        let user = ctx
+            .attributes()
+            .get::<ConnState>()
+            .and_then(|s| s.user.as_ref());
+        match token {
+            TIMER_AUTH if user.is_none() => ctx.close(1008, "authentication timeout"),
+            TIMER_TOKEN_EXPIRY
+                if user
+                    .and_then(|u| u.expires_at)
+                    .is_some_and(|exp| exp <= unix_now()) =>
+            {
+                ctx.close(CLOSE_TOKEN_EXPIRED, "token expired")
+            }
+            _ => {}
+        }
     }
 }
