@@ -3,7 +3,7 @@
 pub use crate::bench::conn::{next_frame, RawFrame};
 use crate::conn::OutQueue;
 use crate::handler::Message;
-use crate::hub::encode_shared;
+use crate::message::Payload;
 use crate::ws::OpCode;
 
 /// `n` connection queues, to measure fan-out into them.
@@ -17,9 +17,9 @@ impl FanoutQueues {
 
     /// What a broadcast does: encode once, queue a shared handle on every queue.
     pub fn push_shared(&mut self, msg: &Message) {
-        let frame = encode_shared(msg);
+        let payload = Payload::from(msg.clone());
         for q in &mut self.0 {
-            q.push_shared(frame.clone());
+            q.push_shared(payload.ws_frame().clone());
         }
     }
 

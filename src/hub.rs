@@ -3,8 +3,9 @@
 //! Owns the commands other threads may give a worker and the way they travel: a crossbeam
 //! channel per worker plus a `mio::Waker`, with wake-ups coalesced so that a burst of
 //! commands costs one wake-up. It never touches a connection: the owning worker carries
-//! out each command on its own thread. Frames are encoded here, once per send, and every
-//! recipient on every worker queues a handle to the same bytes.
+//! out each command on its own thread. Messages travel as [`Payload`]s, not frames: each
+//! recipient's protocol encodes for its own wire, and the payload caches each encoding so
+//! every recipient on every worker queues a handle to the same bytes.
 
 use std::fmt;
 use std::io;
@@ -14,48 +15,32 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Token, Waker};
 
-use crate::handler::{Context, Message};
+use crate::handler::Context;
 use crate::id::ConnId;
+use crate::message::Payload;
 use crate::metrics::{MetricsSnapshot, WorkerMetrics};
 use crate::router::Router;
-use crate::ws::{FrameHeader, OpCode};
 
 /// The token a worker's waker fires with.
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
-
-/// An encoded server frame shared by every connection it is queued on.
-pub(crate) type SharedFrame = Arc<[u8]>;
-
-/// Encodes `msg` as one unmasked frame in a shared buffer.
-pub(crate) fn encode_shared(msg: &Message) -> SharedFrame {
-    let (op, bytes) = match msg {
-        Message::Text(s) => (OpCode::Text, s.as_bytes()),
-        Message::Binary(b) => (OpCode::Binary, b.as_slice()),
-    };
-    // Collected straight into the shared allocation: the iterator's exact length lets
-    // `Arc<[u8]>` allocate once, where `encode_frame(..).into()` built a `Vec` and then
-    // copied it into the `Arc`.
-    let header = FrameHeader::new(true, op, bytes.len(), None);
-    header.as_bytes().iter().chain(bytes).copied().collect()
-}
 
 /// Work handed to a worker by other threads.
 pub(crate) enum Command {
     Send {
         to: ConnId,
-        frame: SharedFrame,
+        payload: Payload,
     },
     SendMany {
         to: Vec<ConnId>,
-        frame: SharedFrame,
+        payload: Payload,
     },
     Route {
         route: usize,
-        frame: SharedFrame,
+        payload: Payload,
     },
     Group {
         group: Arc<str>,
-        frame: SharedFrame,
+        payload: Payload,
     },
     Join {
         id: ConnId,
@@ -173,19 +158,19 @@ impl Hub {
         }
     }
 
-    /// Sends `msg` to one connection.
-    pub fn send(&self, to: ConnId, msg: Message) {
+    /// Sends `msg` (a [`crate::Message`] or a [`Payload`]) to one connection.
+    pub fn send(&self, to: ConnId, msg: impl Into<Payload>) {
         if let Some(peer) = self.peer(to.worker()) {
             peer.send(Command::Send {
                 to,
-                frame: encode_shared(&msg),
+                payload: msg.into(),
             });
         }
     }
 
     /// Sends `msg` to each of `to`, encoding it once; one command per worker involved.
-    pub fn send_many(&self, to: &[ConnId], msg: Message) {
-        let frame = encode_shared(&msg);
+    pub fn send_many(&self, to: &[ConnId], msg: impl Into<Payload>) {
+        let payload = msg.into();
         let mut by_worker: Vec<Vec<ConnId>> = vec![Vec::new(); self.inner.peers.len()];
         for id in to {
             if let Some(list) = by_worker.get_mut(id.worker()) {
@@ -196,7 +181,7 @@ impl Hub {
             if !ids.is_empty() {
                 self.inner.peers[worker].send(Command::SendMany {
                     to: ids,
-                    frame: frame.clone(),
+                    payload: payload.clone(),
                 });
             }
         }
@@ -204,14 +189,14 @@ impl Hub {
 
     /// Sends `msg` to every open connection on the WebSocket route `path`. Returns false
     /// if no route has that path.
-    pub fn broadcast(&self, path: &str, msg: Message) -> bool {
+    pub fn broadcast(&self, path: &str, msg: impl Into<Payload>) -> bool {
         let Some(route) = self.inner.router.exact_ws_route(path) else {
             return false;
         };
-        let frame = encode_shared(&msg);
+        let payload = msg.into();
         self.to_all(|| Command::Route {
             route,
-            frame: frame.clone(),
+            payload: payload.clone(),
         });
         true
     }
@@ -238,12 +223,12 @@ impl Hub {
     }
 
     /// Sends `msg` to every member of `group`, on every worker.
-    pub fn send_to_group(&self, group: &str, msg: Message) {
-        let frame = encode_shared(&msg);
+    pub fn send_to_group(&self, group: &str, msg: impl Into<Payload>) {
+        let payload = msg.into();
         let group: Arc<str> = group.into();
         self.to_all(|| Command::Group {
             group: group.clone(),
-            frame: frame.clone(),
+            payload: payload.clone(),
         });
     }
 

@@ -37,7 +37,7 @@ pub use config::{Config, ConfigError, SlowConsumerPolicy};
 pub use handler::{Attributes, Context, Handler};
 pub use hub::Hub;
 pub use id::{ConnId, ParseConnIdError};
-pub use message::{ConnError, Message};
+pub use message::{ConnError, Message, Payload};
 pub use metrics::MetricsSnapshot;
 pub use router::HttpHandler;
 pub use server::{Server, ServerBuilder, ServerError, ServerHandle, Stopper};

@@ -1,10 +1,77 @@
-//! The vocabulary every layer shares: a data [`Message`] and why a connection ended
-//! ([`ConnError`]).
+//! The vocabulary every layer shares: a data [`Message`], a [`Payload`] (a message on
+//! its way to many connections, with its wire encodings cached), and why a connection
+//! ended ([`ConnError`]).
 //!
-//! Owns these two types only. The connection machines produce them, handlers consume
-//! them, the hub carries messages; none of those is depended on from here.
+//! Owns these types only. The connection machines produce messages and encode payloads
+//! for their wire, handlers consume messages, the hub carries payloads; none of those is
+//! depended on from here (the WebSocket encoding uses the `ws` codec, below everything).
 
-use crate::ws::ProtocolError;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use crate::ws::{FrameHeader, OpCode, ProtocolError};
+
+/// A message on its way to one or many connections: what the hub carries. The message
+/// is shared, not copied, between recipients, and each wire encoding of it (today the
+/// WebSocket frame; later WebSocket with permessage-deflate, SockJS, SSE) is made once,
+/// by the first connection that needs it, and shared by every other connection on the
+/// same encoding. Cheap to clone.
+///
+/// Build one with `Payload::from(message)`; every `Hub` send takes `impl Into<Payload>`,
+/// so a payload sent several ways (to a group, then to a list) is encoded once for all.
+#[derive(Clone)]
+pub struct Payload(Arc<PayloadInner>);
+
+struct PayloadInner {
+    msg: Message,
+    /// The unmasked WebSocket frame: header and payload in one shared buffer.
+    ws_frame: OnceLock<Arc<[u8]>>,
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Payload")
+            .field("text", &matches!(self.0.msg, Message::Text(_)))
+            .field("len", &self.0.msg.as_bytes().len())
+            .finish()
+    }
+}
+
+impl Payload {
+    /// The message this payload carries.
+    pub fn message(&self) -> &Message {
+        &self.0.msg
+    }
+
+    /// The WebSocket frame for this payload, encoded on first use and shared after.
+    pub fn ws_frame(&self) -> &Arc<[u8]> {
+        self.0.ws_frame.get_or_init(|| {
+            let (op, bytes) = match &self.0.msg {
+                Message::Text(s) => (OpCode::Text, s.as_bytes()),
+                Message::Binary(b) => (OpCode::Binary, b.as_slice()),
+            };
+            // Collected straight into the shared allocation: the iterator's exact length
+            // lets `Arc<[u8]>` allocate once.
+            let header = FrameHeader::new(true, op, bytes.len(), None);
+            header.as_bytes().iter().chain(bytes).copied().collect()
+        })
+    }
+}
+
+impl From<Message> for Payload {
+    fn from(msg: Message) -> Self {
+        Payload(Arc::new(PayloadInner {
+            msg,
+            ws_frame: OnceLock::new(),
+        }))
+    }
+}
+
+impl From<&Payload> for Payload {
+    fn from(p: &Payload) -> Self {
+        p.clone()
+    }
+}
 
 /// A complete data message: a WebSocket message, or what another transport carries
 /// as one.

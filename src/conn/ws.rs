@@ -13,7 +13,7 @@
 //! (our close frame is queued; input is discarded; the caller lingers until the peer
 //! closes TCP).
 
-use crate::message::{ConnError, Message};
+use crate::message::{ConnError, Message, Payload};
 use crate::ws::{close_code, Decoder, DecoderLimits, Incoming, OpCode, Role};
 
 use super::{OutQueue, Tick, TICK};
@@ -129,6 +129,12 @@ impl Ws {
             Message::Binary(b) => (OpCode::Binary, b),
         };
         out.push_frame(op, bytes);
+    }
+
+    /// Queues a shared payload as this connection's wire wants it: the payload's cached
+    /// WebSocket frame, encoded by the first connection that needed it.
+    pub fn send_payload(&self, payload: &Payload, out: &mut OutQueue) {
+        out.push_shared(payload.ws_frame().clone());
     }
 
     /// Starts the close handshake from our side with `code` (which must be one that may

@@ -15,9 +15,9 @@ use crate::config::SlowConsumerPolicy;
 use crate::conn::WsEvent;
 use crate::handler::{Action, Attributes, Context, Handler};
 use crate::http::UpgradePolicy;
-use crate::hub::{encode_shared, Command, Hub, SharedFrame};
+use crate::hub::{Command, Hub};
 use crate::id::ConnId;
-use crate::message::{ConnError, Message};
+use crate::message::{ConnError, Message, Payload};
 use crate::metrics::bump;
 use crate::router::Router;
 use crate::ws::{close_code, is_valid_close_code};
@@ -48,7 +48,7 @@ impl Session {
 /// Something to queue on a connection.
 enum Outgoing {
     Message(Message),
-    Shared(SharedFrame),
+    Shared(Payload),
 }
 
 /// What a handler call needs besides the connection: kept apart from the connection
@@ -101,20 +101,20 @@ impl HandlerEnv {
 impl Worker {
     pub(super) fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Send { to, frame } => {
+            Command::Send { to, payload } => {
                 if let Some(slot) = self.resolve(to) {
-                    self.enqueue(slot, Outgoing::Shared(frame));
+                    self.enqueue(slot, Outgoing::Shared(payload));
                 }
             }
-            Command::SendMany { to, frame } => {
+            Command::SendMany { to, payload } => {
                 for id in to {
                     if let Some(slot) = self.resolve(id) {
-                        self.enqueue(slot, Outgoing::Shared(frame.clone()));
+                        self.enqueue(slot, Outgoing::Shared(payload.clone()));
                     }
                 }
             }
-            Command::Route { route, frame } => self.deliver_route(route, &frame),
-            Command::Group { group, frame } => self.deliver_group(&group, &frame),
+            Command::Route { route, payload } => self.deliver_route(route, &payload),
+            Command::Group { group, payload } => self.deliver_group(&group, &payload),
             Command::Join { id, group } => {
                 if let Some(slot) = self.resolve(id) {
                     self.join(slot, group);
@@ -229,7 +229,7 @@ impl Worker {
             match action {
                 Action::Send(msg) => self.enqueue(slot, Outgoing::Message(msg)),
                 Action::Close(code, reason) => self.close_by_app(slot, code, &reason),
-                Action::Broadcast(msg) => self.broadcast(route, &msg),
+                Action::Broadcast(msg) => self.broadcast(route, msg),
                 Action::Join(group) => self.join(slot, group.into()),
                 Action::Leave(group) => self.leave(slot, &group),
                 Action::SetTimer(after, token) => self.set_app_timer(slot, after, token),
@@ -298,7 +298,7 @@ impl Worker {
         }
         match out {
             Outgoing::Message(msg) => open.ws.send(msg, &mut conn.out),
-            Outgoing::Shared(frame) => conn.out.push_shared(frame),
+            Outgoing::Shared(payload) => open.ws.send_payload(&payload, &mut conn.out),
         }
         bump(&self.metrics.frames_out, 1);
         self.mark_dirty(slot);
@@ -323,21 +323,21 @@ impl Worker {
         );
     }
 
-    fn broadcast(&mut self, route: usize, msg: &Message) {
+    fn broadcast(&mut self, route: usize, msg: Message) {
         // Encoded once; every recipient on every worker queues a handle to these bytes.
-        let frame = encode_shared(msg);
-        self.deliver_route(route, &frame);
+        let payload = Payload::from(msg);
+        self.deliver_route(route, &payload);
         for (i, peer) in self.env.hub.inner.peers.iter().enumerate() {
             if i != self.index as usize {
                 peer.send(Command::Route {
                     route,
-                    frame: frame.clone(),
+                    payload: payload.clone(),
                 });
             }
         }
     }
 
-    fn deliver_route(&mut self, route: usize, frame: &SharedFrame) {
+    fn deliver_route(&mut self, route: usize, payload: &Payload) {
         let mut targets = std::mem::take(&mut self.scratch);
         targets.extend(
             self.conns
@@ -348,19 +348,19 @@ impl Worker {
                 }),
         );
         for &slot in &targets {
-            self.enqueue(slot, Outgoing::Shared(frame.clone()));
+            self.enqueue(slot, Outgoing::Shared(payload.clone()));
         }
         targets.clear();
         self.scratch = targets;
     }
 
-    fn deliver_group(&mut self, group: &str, frame: &SharedFrame) {
+    fn deliver_group(&mut self, group: &str, payload: &Payload) {
         let mut targets = std::mem::take(&mut self.scratch);
         if let Some(members) = self.groups.get(group) {
             targets.extend(members.iter().copied());
         }
         for &slot in &targets {
-            self.enqueue(slot, Outgoing::Shared(frame.clone()));
+            self.enqueue(slot, Outgoing::Shared(payload.clone()));
         }
         targets.clear();
         self.scratch = targets;
