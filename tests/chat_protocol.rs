@@ -410,3 +410,67 @@ fn mode_none_gives_anonymous_sessions() {
     assert_eq!(next_of(&mut ws, "SEND_RESPONSE")["body"]["code"], 0);
     server.stop();
 }
+
+#[test]
+fn clients_from_the_java_tutorials_are_understood() {
+    let secret = format!("auth.jwt_secret={SECRET}");
+    let server = node(&["notify_join=false", "auth.mode=jwt", &secret]);
+    let addr = server.local_addr();
+    // A JWT whose sub and tenant_id are numbers (Java Longs).
+    let claims = json!({"sub": 1024, "tenant_id": 7, "exp": (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600)});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let mut numeric = connect_with(addr, &format!("?token={token}"), &[]);
+    assert_eq!(
+        next_of(&mut numeric, "AUTH_RESPONSE")["body"]["userId"],
+        "1024"
+    );
+    let other = jwt("2048", 600, json!({}));
+    let mut sender = connect_with(addr, &format!("?token={other}"), &[]);
+    next_of(&mut sender, "AUTH_RESPONSE");
+    // Numeric toUser and msgId.
+    send(
+        &mut sender,
+        "SEND_TO_ONE_REQUEST",
+        json!({"toUser": 1024, "msgId": 77, "content": "hi"}),
+        "r1",
+    );
+    let resp = next_of(&mut sender, "SEND_RESPONSE");
+    assert_eq!(
+        (resp["body"]["code"].clone(), resp["body"]["msgId"].clone()),
+        (json!(0), json!("77"))
+    );
+    let got = next_of(&mut numeric, "SEND_TO_USER_REQUEST");
+    assert_eq!(got["body"]["fromUser"], "2048");
+    assert_eq!(got["body"]["msgId"], "77");
+    // Not an object: said so.
+    sender
+        .send(tungstenite::Message::Text("[1,2]".into()))
+        .unwrap();
+    let e = next_of(&mut sender, "ERROR");
+    assert!(
+        e["body"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("must be a JSON object"),
+        "{e}"
+    );
+    server.stop();
+}
+
+#[test]
+fn an_empty_access_token_gets_auth_response_code_1() {
+    let server = node(&["notify_join=false"]);
+    let mut ws = connect_with(server.local_addr(), "", &[]);
+    for body in [json!({"accessToken": ""}), json!({})] {
+        send(&mut ws, "AUTH_REQUEST", body, "a");
+        let a = next_of(&mut ws, "AUTH_RESPONSE");
+        assert_eq!(a["body"]["code"], 1, "{a}");
+    }
+    server.stop();
+}

@@ -27,25 +27,75 @@ pub struct User {
     pub expires_at: Option<u64>,
 }
 
-/// Why a token was refused.
+/// Why a token was refused. The text says why, and never contains the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
     /// No token was given and the mode needs one.
     #[error("no token")]
     Missing,
-    /// The token is malformed, badly signed, expired or lacks a claim.
+    /// The JWT's `exp` has passed.
+    #[error("invalid token: expired")]
+    Expired,
+    /// The JWT's signature does not verify with the configured key.
+    #[error("invalid token: bad signature")]
+    BadSignature,
+    /// The token is malformed, uses another algorithm or lacks a claim.
     #[error("invalid token: {0}")]
     Invalid(String),
 }
 
+impl AuthError {
+    /// A short label for logs and metrics: `missing`, `expired`, `bad_signature` or
+    /// `malformed`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Expired => "expired",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Invalid(_) => "malformed",
+        }
+    }
+}
+
+impl From<jsonwebtoken::errors::Error> for AuthError {
+    fn from(e: jsonwebtoken::errors::Error) -> Self {
+        use jsonwebtoken::errors::ErrorKind;
+        match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::InvalidSignature => AuthError::BadSignature,
+            _ => AuthError::Invalid(e.to_string()),
+        }
+    }
+}
+
+/// An id claim as Java back ends write it: a string, or a number (`Long`) taken as its
+/// decimal string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum IdClaim {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl From<IdClaim> for String {
+    fn from(c: IdClaim) -> String {
+        match c {
+            IdClaim::Text(s) => s,
+            IdClaim::Number(n) => n.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct Claims {
-    sub: String,
+    #[serde(default)]
+    sub: Option<IdClaim>,
     exp: u64,
     #[serde(default)]
     user_type: Option<i64>,
     #[serde(default)]
-    tenant_id: Option<String>,
+    tenant_id: Option<IdClaim>,
     #[serde(default)]
     name: Option<String>,
 }
@@ -114,19 +164,20 @@ impl Authenticator {
         match (&self.mode, &self.key) {
             (AuthMode::Jwt, Some((key, alg))) => {
                 let mut v = Validation::new(*alg);
-                v.set_required_spec_claims(&["exp", "sub"]);
+                // `sub` is checked below: the library's own check wants a string, and
+                // Java back ends write numeric ids.
+                v.set_required_spec_claims(&["exp"]);
                 v.leeway = 0;
-                let data = decode::<Claims>(token, key, &v)
-                    .map_err(|e| AuthError::Invalid(e.to_string()))?;
-                let c = data.claims;
-                if c.sub.is_empty() {
-                    return Err(AuthError::Invalid("empty sub".into()));
+                let c = decode::<Claims>(token, key, &v)?.claims;
+                let sub = c.sub.map(String::from).unwrap_or_default();
+                if sub.is_empty() {
+                    return Err(AuthError::Invalid("missing or empty sub".into()));
                 }
                 Ok(User {
-                    name: c.name.unwrap_or_else(|| c.sub.clone()),
-                    id: c.sub,
+                    name: c.name.unwrap_or_else(|| sub.clone()),
+                    id: sub,
                     user_type: c.user_type,
-                    tenant_id: c.tenant_id,
+                    tenant_id: c.tenant_id.map(String::from),
                     expires_at: Some(c.exp),
                 })
             }

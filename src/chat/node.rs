@@ -271,11 +271,14 @@ impl Handler for ChatHandler {
             }
             (Request::Auth { token }, None) => match node.auth.verify(&token) {
                 Err(e) => {
-                    let text = match e {
-                        AuthError::Missing => "accessToken is missing".to_owned(),
-                        other => other.to_string(),
+                    // Seed 000 answers a missing token with code 1, a refused one with 2.
+                    let (code_, text) = match e {
+                        AuthError::Missing => {
+                            (code::BAD_REQUEST, "accessToken is missing".to_owned())
+                        }
+                        other => (code::UNAUTHORIZED, other.to_string()),
                     };
-                    let body = json!({ "code": code::UNAUTHORIZED, "message": text });
+                    let body = json!({ "code": code_, "message": text });
                     Self::reply(ctx, protocol::message("AUTH_RESPONSE", body, rid));
                 }
                 Ok(user) => {

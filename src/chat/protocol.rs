@@ -108,6 +108,16 @@ fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, BadMessage> {
     }
 }
 
+/// An id field (`msgId`, `toUser`): a string, or an integer as Java clients send a
+/// `Long`, taken as its decimal string.
+fn id_field(body: &Value, name: &str) -> Result<String, BadMessage> {
+    match body.get(name) {
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+        Some(Value::Number(_)) => Err(bad(format!("body.{name} must be a string or an integer"))),
+        _ => field(body, name).map(str::to_owned),
+    }
+}
+
 fn content(body: &Value) -> Result<Value, BadMessage> {
     body.get("content")
         .cloned()
@@ -120,6 +130,9 @@ pub fn parse(text: &str) -> (Option<String>, Result<Request, BadMessage>) {
         Ok(v) => v,
         Err(e) => return (None, Err(bad(format!("not JSON: {e}")))),
     };
+    if !v.is_object() {
+        return (None, Err(bad("message must be a JSON object")));
+    }
     let request_id = v.get("requestId").and_then(|r| match r {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -135,16 +148,22 @@ pub fn parse(text: &str) -> (Option<String>, Result<Request, BadMessage>) {
     }
     let req = (|| {
         Ok(match kind {
+            // A missing or empty token is the handler's to answer (AUTH_RESPONSE code 1,
+            // as seed 000 does), not a malformed message.
             "AUTH_REQUEST" => Request::Auth {
-                token: field(body, "accessToken")?.to_owned(),
+                token: body
+                    .get("accessToken")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
             },
             "SEND_TO_ONE_REQUEST" => Request::SendToOne {
-                to_user: field(body, "toUser")?.to_owned(),
-                msg_id: field(body, "msgId")?.to_owned(),
+                to_user: id_field(body, "toUser")?,
+                msg_id: id_field(body, "msgId")?,
                 content: content(body)?,
             },
             "SEND_TO_ALL_REQUEST" => Request::SendToAll {
-                msg_id: field(body, "msgId")?.to_owned(),
+                msg_id: id_field(body, "msgId")?,
                 content: content(body)?,
             },
             "SUBSCRIBE_REQUEST" => Request::Subscribe {
@@ -155,7 +174,7 @@ pub fn parse(text: &str) -> (Option<String>, Result<Request, BadMessage>) {
             },
             "SEND_TO_CHANNEL_REQUEST" => Request::SendToChannel {
                 channel: field(body, "channel")?.to_owned(),
-                msg_id: field(body, "msgId")?.to_owned(),
+                msg_id: id_field(body, "msgId")?,
                 content: content(body)?,
             },
             "PING" | "ping" => Request::Ping,
@@ -205,9 +224,30 @@ mod tests {
     }
 
     #[test]
+    fn java_longs_are_ids_too() {
+        let (_, r) = parse(
+            r#"{"type":"SEND_TO_ONE_REQUEST","body":{"toUser":1024,"msgId":9007199254740993,"content":{}}}"#,
+        );
+        assert_eq!(
+            r,
+            Ok(Request::SendToOne {
+                to_user: "1024".into(),
+                msg_id: "9007199254740993".into(),
+                content: json!({})
+            })
+        );
+        let (_, r) = parse(r#"{"type":"SEND_TO_ALL_REQUEST","body":{"msgId":1.5,"content":1}}"#);
+        assert!(r.unwrap_err().message.contains("string or an integer"));
+        let (_, r) = parse(r#"{"type":"AUTH_REQUEST","body":{"accessToken":""}}"#);
+        assert_eq!(r, Ok(Request::Auth { token: "".into() }));
+    }
+
+    #[test]
     fn bad_messages_say_what_is_wrong() {
         for (text, needle) in [
             ("nope", "not JSON"),
+            ("[1,2]", "must be a JSON object"),
+            ("7", "must be a JSON object"),
             (r#"{"body":{}}"#, "type is missing"),
             (r#"{"type":"X"}"#, "unknown type"),
             (
