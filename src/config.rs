@@ -66,6 +66,12 @@ pub struct Config {
     /// Most connections from one client IP; handshakes beyond it get 503. Default 0
     /// (no limit).
     pub max_connections_per_ip: usize,
+    /// Addresses of reverse proxies (nginx, a load balancer) whose `X-Forwarded-For`
+    /// (its last entry) or `X-Real-IP` header is believed: for a handshake from one of
+    /// them, that header gives the client address used by `max_connections_per_ip`,
+    /// `Context::remote_ip` and the logs. From any other address the headers are
+    /// ignored, since a client could write them. Default: none.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// After a close frame is sent (or an HTTP error answered), how long to wait for the
     /// peer to close TCP before dropping it. Default 5 s.
     pub close_timeout_ms: u64,
@@ -102,6 +108,7 @@ impl Default for Config {
             idle_timeout_ms: 75_000,
             max_connections: 100_000,
             max_connections_per_ip: 0,
+            trusted_proxies: Vec::new(),
             close_timeout_ms: 5_000,
             shutdown_timeout_ms: 5_000,
             allowed_origins: Vec::new(),

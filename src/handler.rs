@@ -143,6 +143,7 @@ pub(crate) enum Action {
 /// The connection a handler is called for, and what it can ask of the server.
 pub struct Context<'a> {
     pub(crate) id: ConnId,
+    pub(crate) remote_ip: std::net::IpAddr,
     pub(crate) path: &'a str,
     pub(crate) protocol: Option<&'a str>,
     pub(crate) attributes: &'a mut Attributes,
@@ -163,6 +164,12 @@ impl Context<'_> {
     /// The connection's id, unique for the server's lifetime.
     pub fn id(&self) -> ConnId {
         self.id
+    }
+
+    /// The client's address: the peer of the TCP connection, or, behind a proxy listed
+    /// in `trusted_proxies`, the address it forwarded.
+    pub fn remote_ip(&self) -> std::net::IpAddr {
+        self.remote_ip
     }
 
     /// The request path the connection was opened on.

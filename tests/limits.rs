@@ -88,3 +88,49 @@ fn metrics_endpoint_reports_counters_in_prometheus_text() {
     assert!(open >= 2, "{open}");
     server.stop();
 }
+
+/// Opens a raw connection with `extra` headers; the status line of the answer and the
+/// socket (kept open so the connection keeps counting).
+fn handshake_status(addr: std::net::SocketAddr, extra: &str) -> (String, std::net::TcpStream) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(upgrade_request("/", extra).as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(s.try_clone().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (line, s)
+}
+
+#[test]
+fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
+    let server = start_echo(Config {
+        max_connections_per_ip: 1,
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..config(1)
+    });
+    let addr = server.local_addr();
+    let (a, _a) = handshake_status(addr, "X-Forwarded-For: 198.51.100.7, 203.0.113.1\r\n");
+    let (b, _b) = handshake_status(addr, "X-Real-IP: 203.0.113.2\r\n");
+    assert!(
+        a.starts_with("HTTP/1.1 101") && b.starts_with("HTTP/1.1 101"),
+        "{a} {b}"
+    );
+    let (c, _c) = handshake_status(addr, "X-Forwarded-For: 203.0.113.1\r\n");
+    assert!(c.starts_with("HTTP/1.1 503"), "{c}");
+    server.stop();
+
+    // From an address that is not a trusted proxy the headers mean nothing.
+    let server = start_echo(Config {
+        max_connections_per_ip: 1,
+        ..config(1)
+    });
+    let addr = server.local_addr();
+    let (a, _a) = handshake_status(addr, "X-Forwarded-For: 203.0.113.1\r\n");
+    let (b, _b) = handshake_status(addr, "X-Forwarded-For: 203.0.113.2\r\n");
+    assert!(a.starts_with("HTTP/1.1 101"), "{a}");
+    assert!(b.starts_with("HTTP/1.1 503"), "{b}");
+    server.stop();
+}

@@ -7,6 +7,7 @@
 //! connection's output queue; it never touches a socket.
 
 use std::cell::Cell;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +68,7 @@ impl HandlerEnv {
     pub(super) fn run(
         &self,
         id: ConnId,
+        remote_ip: IpAddr,
         session: &mut Session,
         f: impl FnOnce(&dyn Handler, &mut Context<'_>),
     ) -> Vec<Action> {
@@ -74,6 +76,7 @@ impl HandlerEnv {
         let handler = self.router.handler(session.route());
         let mut ctx = Context {
             id,
+            remote_ip,
             path: &session.path,
             protocol: session
                 .protocol
@@ -148,13 +151,13 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        let generation = conn.generation;
+        let (generation, ip) = (conn.generation, conn.ip);
         let Some(open) = conn.open_mut() else {
             return;
         };
-        let id = crate::id::ConnId::new(self.index, slot as u32, generation);
+        let id = ConnId::new(self.index, slot as u32, generation);
         let route = open.session.route();
-        let actions = self.env.run(id, &mut open.session, f);
+        let actions = self.env.run(id, ip, &mut open.session, f);
         self.apply_actions(slot, route, actions);
     }
 
@@ -194,28 +197,30 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        let generation = conn.generation;
+        let (generation, ip) = (conn.generation, conn.ip);
         let Proto::Ws(mut open) = std::mem::replace(&mut conn.proto, Proto::Closing) else {
             return;
         };
         self.enter_closing(slot);
         let id = self.conn_id(slot, generation);
-        self.end_session(slot, id, &mut open.session, err, code, reason);
+        self.end_session(slot, id, ip, &mut open.session, err, code, reason);
     }
 
     /// Tells the handler the connection is over (`on_error` if there is an error, then
     /// `on_close`) and carries out what it asks of others.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn end_session(
         &mut self,
         slot: usize,
         id: ConnId,
+        ip: IpAddr,
         session: &mut Session,
         err: Option<ConnError>,
         code: u16,
         reason: &str,
     ) {
         self.leave_all(slot, session);
-        let actions = self.env.run(id, session, |h, ctx| {
+        let actions = self.env.run(id, ip, session, |h, ctx| {
             if let Some(err) = &err {
                 h.on_error(ctx, err);
             }

@@ -5,6 +5,7 @@
 //! upgrade, and the handler's `on_open` verdict. Framing, keep-alive and timeouts are the
 //! machine's (`conn::http1`); sockets are the worker's.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::app::Session;
@@ -60,11 +61,11 @@ impl Worker {
     }
 
     fn count_rejection(&mut self, slot: usize, err: &HandshakeError) {
-        tracing::debug!(
-            worker = self.index,
-            slot,
+        let remote = self.conns.get(slot).map(|c| c.ip);
+        tracing::info!(
+            remote = ?remote,
             status = err.status(),
-            "request rejected: {err}"
+            "request refused: {err}"
         );
         self.metrics
             .handshake_failed(HandshakeFailure::from_status(err.status()));
@@ -120,10 +121,19 @@ impl Worker {
         if self.shutdown_deadline.is_some() {
             return Err(Some(HandshakeError::Unavailable("shutting down")));
         }
-        let (ip, generation) = match self.conns.get(slot) {
+        let (peer, generation) = match self.conns.get(slot) {
             Some(conn) => (conn.ip, conn.generation),
             None => return Err(None),
         };
+        let ip = client_ip(peer, &req, &self.config.trusted_proxies);
+        if ip != peer {
+            // Count the connection against the client, not the proxy.
+            self.admission.released(peer);
+            self.admission.accepted(ip);
+            if let Some(conn) = self.conns.get_mut(slot) {
+                conn.ip = ip;
+            }
+        }
         self.admission.admit(ip).map_err(Some)?;
         let upgrade = validate_upgrade(&req, &self.env.policy).map_err(Some)?;
         let protocol = upgrade.protocol.as_ref().and_then(|p| {
@@ -139,7 +149,7 @@ impl Worker {
         };
         let id = self.conn_id(slot, generation);
         let mut verdict = Ok(());
-        let actions = self.env.run(id, &mut session, |h, ctx| {
+        let actions = self.env.run(id, ip, &mut session, |h, ctx| {
             verdict = h.on_open(ctx, &req);
         });
         if let Err(resp) = verdict {
@@ -149,11 +159,13 @@ impl Worker {
                     [HandshakeFailure::from_status(resp.status) as usize],
                 1,
             );
-            tracing::debug!(
-                worker = self.index,
-                slot,
+            let why = String::from_utf8_lossy(&resp.body);
+            let why: String = why.chars().take(200).collect();
+            tracing::info!(
+                remote = %ip,
+                path = %req.path,
                 status = resp.status,
-                "handler refused the handshake"
+                "handshake refused by the handler: {why}"
             );
             self.refuse(slot, &resp);
             return Err(None);
@@ -188,5 +200,56 @@ impl Worker {
             self.paths.insert(path.into(), shared.clone());
         }
         shared
+    }
+}
+
+/// The client's address: `peer`, unless `peer` is a trusted proxy that says who it
+/// forwards for (the last `X-Forwarded-For` entry, which the proxy itself appended, or
+/// `X-Real-IP`).
+fn client_ip(peer: IpAddr, req: &Request, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded = req
+        .headers_all("X-Forwarded-For")
+        .last()
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|v| v.trim().parse().ok());
+    forwarded
+        .or_else(|| req.header("X-Real-IP").and_then(|v| v.parse().ok()))
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{parse_request, HttpLimits, Parsed};
+
+    fn req(headers: &str) -> Request {
+        let head = format!("GET / HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
+        match parse_request(head.as_bytes(), &HttpLimits::default()) {
+            Ok(Parsed::Complete { request, .. }) => request,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        let trusted = [proxy];
+        let xff = req("X-Forwarded-For: 1.1.1.1, 203.0.113.9\r\n");
+        assert_eq!(
+            client_ip(proxy, &xff, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(other, &xff, &trusted), other);
+        let real = req("X-Real-IP: 2001:db8::7\r\n");
+        assert_eq!(
+            client_ip(proxy, &real, &trusted),
+            "2001:db8::7".parse::<IpAddr>().unwrap()
+        );
+        let junk = req("X-Forwarded-For: nonsense\r\n");
+        assert_eq!(client_ip(proxy, &junk, &trusted), proxy);
     }
 }

@@ -587,6 +587,7 @@ impl Worker {
                 self.end_session(
                     slot,
                     id,
+                    conn.ip,
                     &mut open.session,
                     Some(err),
                     close_code::ABNORMAL,
