@@ -183,3 +183,43 @@ fn presence_and_stats() {
     assert_eq!(http(addr, "GET", "/healthz", None, "").0, 200);
     server.stop();
 }
+
+#[test]
+fn chat_counters_on_metrics() {
+    let secret = format!("auth.jwt_secret={SECRET}");
+    let server = node(&["auth.mode=jwt", &secret, "notify_join=false"]);
+    let addr = server.local_addr();
+    let mut ws = connect_with(addr, &format!("?token={}", jwt("mia", 600, json!({}))), &[]);
+    next_of(&mut ws, "AUTH_RESPONSE");
+    let expired = jwt("mia", -60, json!({}));
+    let resp = common::raw_exchange(
+        addr,
+        common::upgrade_request(&format!("/ws?token={expired}"), "").as_bytes(),
+    );
+    assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
+    assert!(resp.contains("expired"), "{resp}");
+    send(&mut ws, "PING", json!({}), "p");
+    next_of(&mut ws, "PONG");
+    send(
+        &mut ws,
+        "SEND_TO_ONE_REQUEST",
+        json!({"toUser": "mia", "msgId": "1", "content": 1}),
+        "s",
+    );
+    next_of(&mut ws, "SEND_TO_USER_REQUEST");
+    let (status, text) = http(addr, "GET", "/metrics", None, "");
+    assert_eq!(status, 200);
+    for line in [
+        "switchboard_chat_auth_total{result=\"ok\"} 1",
+        "switchboard_chat_auth_total{result=\"refused\",reason=\"expired\"} 1",
+        "switchboard_chat_messages_in_total{type=\"PING\"} 1",
+        "switchboard_chat_messages_in_total{type=\"SEND_TO_ONE_REQUEST\"} 1",
+        "switchboard_chat_deliveries_out_total 1",
+        "switchboard_chat_sessions_online 1",
+        "switchboard_chat_users_online 1",
+        "switchboard_connections_open",
+    ] {
+        assert!(text.contains(line), "missing {line}:\n{text}");
+    }
+    server.stop();
+}

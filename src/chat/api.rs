@@ -94,6 +94,7 @@ pub fn send(node: &Arc<ChatNode>, req: &Request, hub: &Hub) -> HttpResponse {
                 reg.channel(c)
             } else if to.get("all").and_then(Value::as_bool) == Some(true) {
                 let n = reg.session_count();
+                node.metrics.delivered(n);
                 hub.send_to_group(ALL_USERS, Message::Text(text));
                 return json_response(200, json!({ "sessions": n }));
             } else {
@@ -102,6 +103,7 @@ pub fn send(node: &Arc<ChatNode>, req: &Request, hub: &Hub) -> HttpResponse {
         }
     };
     if !targets.is_empty() {
+        node.metrics.delivered(targets.len());
         hub.send_many(&targets, Message::Text(text));
     }
     json_response(200, json!({ "sessions": targets.len() }))

@@ -8,6 +8,7 @@
 mod api;
 pub mod auth;
 pub mod config;
+pub mod metrics;
 mod node;
 pub mod protocol;
 pub mod registry;
@@ -43,11 +44,14 @@ pub fn chat_server(cfg: ChatConfig) -> Result<(ServerBuilder, Arc<ChatNode>), Co
     let engine = cfg.engine_config();
     let ws_path = cfg.ws_path.clone();
     let node = Arc::new(ChatNode::new(cfg)?);
-    let (n1, n2, n3) = (node.clone(), node.clone(), node.clone());
+    let (n1, n2, n3, n4) = (node.clone(), node.clone(), node.clone(), node.clone());
     let builder = Server::builder()
         .config(engine)
         .route(&ws_path, ChatHandler(node.clone()))
-        .metrics_route("/metrics")
+        .http_route("/metrics", move |_, hub| {
+            let text = hub.metrics().to_prometheus() + &n4.metrics.to_prometheus(&n4.registry);
+            HttpResponse::text(200, text).header("X-Content-Type-Options", "nosniff")
+        })
         .http_route("/", |req, _| match req.method.as_str() {
             "GET" | "HEAD" => {
                 HttpResponse::html(200, DEMO_PAGE).header("Cache-Control", "no-store")

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::auth::{unix_now, AuthError, Authenticator, User};
 use super::config::{parse_duration, AuthMode, ChatConfig, SessionLimitPolicy};
+use super::metrics::ChatMetrics;
 use super::protocol::{self, code, Request};
 use super::registry::{Added, Registry, Session};
 use crate::config::ConfigError;
@@ -31,6 +32,7 @@ pub struct ChatNode {
     pub(crate) cfg: ChatConfig,
     pub(crate) auth: Authenticator,
     pub(crate) registry: Registry,
+    pub(crate) metrics: ChatMetrics,
     auth_timeout: Duration,
     dedup_window: Duration,
 }
@@ -62,6 +64,7 @@ impl ChatNode {
             auth_timeout: parse_duration(&cfg.auth.timeout)?,
             dedup_window: parse_duration(&cfg.limits.dedup_window)?,
             registry: Registry::default(),
+            metrics: ChatMetrics::default(),
             cfg,
         })
     }
@@ -69,6 +72,17 @@ impl ChatNode {
     /// The session registry.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The node's counters.
+    pub fn metrics(&self) -> &ChatMetrics {
+        &self.metrics
+    }
+
+    /// Counts and logs a refused token (never the token itself).
+    fn refused(&self, ctx: &Context<'_>, err: &AuthError) {
+        self.metrics.auth_failed(err.reason());
+        tracing::info!(remote = %ctx.remote_ip(), session = %ctx.id(), reason = err.reason(), "login refused: {err}");
     }
 
     /// Registers an authenticated user for the connection in `ctx`. `Err` when the
@@ -84,7 +98,11 @@ impl ChatNode {
             .registry
             .add(session, self.cfg.limits.sessions_per_user, close_oldest)
         {
-            Added::Refused => return Err(()),
+            Added::Refused => {
+                self.metrics.auth_failed("session_limit");
+                tracing::info!(user = %user.id, remote = %ctx.remote_ip(), "login refused: session limit reached");
+                return Err(());
+            }
             Added::Evict(old) => ctx.hub().close(
                 old,
                 CLOSE_SESSION_LIMIT,
@@ -96,6 +114,8 @@ impl ChatNode {
             let left = exp.saturating_sub(unix_now());
             ctx.set_timer(Duration::from_secs(left), TIMER_TOKEN_EXPIRY);
         }
+        self.metrics.auth_ok();
+        tracing::info!(user = %user.id, remote = %ctx.remote_ip(), session = %ctx.id(), "session opened");
         ctx.join(ALL_USERS);
         if self.cfg.notify_join {
             let notice = protocol::message(
@@ -194,10 +214,11 @@ impl Handler for ChatHandler {
                 None => None,
                 Some(Ok(user)) => Some(user),
                 Some(Err(e)) => {
+                    node.refused(ctx, &e);
                     return Err(json_response(
                         401,
                         json!({ "code": code::UNAUTHORIZED, "message": e.to_string() }),
-                    ))
+                    ));
                 }
             },
         };
@@ -245,8 +266,12 @@ impl Handler for ChatHandler {
         let rid = rid.as_deref();
         let req = match parsed {
             Ok(r) => r,
-            Err(e) => return self.bad(ctx, e.code, &e.message, rid),
+            Err(e) => {
+                node.metrics.message_in("invalid");
+                return self.bad(ctx, e.code, &e.message, rid);
+            }
         };
+        node.metrics.message_in(req.kind());
         let user = ctx
             .attributes()
             .get::<ConnState>()
@@ -271,6 +296,7 @@ impl Handler for ChatHandler {
             }
             (Request::Auth { token }, None) => match node.auth.verify(&token) {
                 Err(e) => {
+                    node.refused(ctx, &e);
                     // Seed 000 answers a missing token with code 1, a refused one with 2.
                     let (code_, text) = match e {
                         AuthError::Missing => {
@@ -325,6 +351,7 @@ impl Handler for ChatHandler {
                     json!({ "msgId": msg_id, "content": content, "fromUser": me.id }),
                     None,
                 );
+                node.metrics.delivered(to.len());
                 ctx.hub().send_many(&to, Message::Text(out));
                 Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
             }
@@ -334,6 +361,7 @@ impl Handler for ChatHandler {
                     json!({ "msgId": msg_id, "content": content, "fromUser": me.id }),
                     None,
                 );
+                node.metrics.delivered(node.registry.session_count());
                 ctx.hub().send_to_group(ALL_USERS, Message::Text(out));
                 Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
             }
@@ -361,14 +389,27 @@ impl Handler for ChatHandler {
                     json!({ "channel": channel, "msgId": msg_id, "content": content, "fromUser": me.id }),
                     None,
                 );
+                node.metrics.delivered(to.len());
                 ctx.hub().send_many(&to, Message::Text(out));
                 Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
             }
         }
     }
 
-    fn on_close(&self, ctx: &mut Context<'_>, _code: u16, _reason: &str) {
+    fn on_close(&self, ctx: &mut Context<'_>, code: u16, reason: &str) {
         self.0.registry.remove(ctx.id());
+        match ctx
+            .attributes()
+            .get::<ConnState>()
+            .and_then(|s| s.user.as_ref())
+        {
+            Some(user) => {
+                tracing::info!(user = %user.id, session = %ctx.id(), code, reason, "session closed")
+            }
+            None => {
+                tracing::debug!(session = %ctx.id(), code, reason, "unauthenticated connection closed")
+            }
+        }
     }
 
     fn on_timer(&self, ctx: &mut Context<'_>, token: u64) {

@@ -72,6 +72,19 @@ pub enum Request {
 }
 
 impl Request {
+    /// The message type's name on the wire (`PING` for both spellings).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Auth { .. } => "AUTH_REQUEST",
+            Request::SendToOne { .. } => "SEND_TO_ONE_REQUEST",
+            Request::SendToAll { .. } => "SEND_TO_ALL_REQUEST",
+            Request::Subscribe { .. } => "SUBSCRIBE_REQUEST",
+            Request::Unsubscribe { .. } => "UNSUBSCRIBE_REQUEST",
+            Request::SendToChannel { .. } => "SEND_TO_CHANNEL_REQUEST",
+            Request::Ping => "PING",
+        }
+    }
+
     /// The client's message id, for the types that carry one.
     pub fn msg_id(&self) -> Option<&str> {
         match self {
