@@ -166,7 +166,7 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::from(1),
             Err(e) => {
                 eprintln!("error: {e}");
-                ExitCode::from(2)
+                ExitCode::from(e.exit_code())
             }
         },
         Command::Echo(args) => match args.into_config() {

@@ -205,3 +205,59 @@ fn chat_mode_with_jwt_tokens() {
     assert!(json["received"].as_u64().unwrap() > 0, "{json}");
     server.stop();
 }
+
+/// Runs `switchboard bench ARGS` to its end: (exit code, stderr, seconds taken).
+fn bench_failing(args: &[&str]) -> (i32, String, f64) {
+    let t0 = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("bench")
+        .args(args)
+        .args(["--warmup", "1", "--duration", "2"])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        t0.elapsed().as_secs_f64(),
+    )
+}
+
+#[test]
+fn a_run_that_cannot_connect_ends_with_exit_1_and_the_reason() {
+    // A port nobody listens on: bind one, note it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://127.0.0.1:{port}/");
+    for mode in ["echo", "broadcast", "connect", "chat"] {
+        let (code, err, _) = bench_failing(&[mode, "--url", &url]);
+        assert_eq!(code, 1, "{mode}: {err}");
+        assert!(err.contains("connection refused"), "{mode}: {err}");
+    }
+}
+
+#[test]
+fn bench_chat_against_a_node_that_refuses_its_tokens_says_why() {
+    let server = common::chat::node(&[
+        "auth.mode=jwt",
+        &format!("auth.jwt_secret={}", common::chat::SECRET),
+    ]);
+    let url = format!("ws://{}/ws", server.local_addr());
+    // Demo tokens (no --jwt-secret) against a JWT node: 401.
+    let (code, err, _) = bench_failing(&["chat", "--url", &url, "-u", "4"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("401"), "{err}");
+    server.stop();
+    // An engine that is not a chat node: the login is never answered.
+    let echo = common::start_echo(common::config(1));
+    let url = format!("ws://{}/ws", echo.local_addr());
+    let (code, err, _) = bench_failing(&["chat", "--url", &url, "-u", "4"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("switchboard serve") || err.contains("no message"),
+        "{err}"
+    );
+    echo.stop();
+}

@@ -103,7 +103,26 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
         return Err(BenchError::Invalid("--users must be at least 2".into()));
     }
     ensure_fds(a.users as u64)?;
-    let target = a.common.target("/ws")?;
+    let target = a.common.target(super::DEFAULT_CHAT_URL, "/ws")?;
+    let first = format!(
+        "{}?token={}",
+        target.path,
+        token(&a, &format!("{}preflight", a.user_prefix))
+    );
+    // A chat node answers the token with AUTH_RESPONSE; anything else (an echo server, a
+    // refused token) ends the run here, with the reason.
+    let reply =
+        super::preflight(&target, &first, super::preflight_timeout(&a.common))?.first_text()?;
+    let v: Value = serde_json::from_str(&reply).unwrap_or(Value::Null);
+    if v["type"] != "AUTH_RESPONSE" || v["body"]["code"] != 0 {
+        let reply: String = reply.chars().take(300).collect();
+        return Err(BenchError::Connect {
+            addr: target.addr,
+            why: format!(
+                "the server did not accept the login (is it `switchboard serve`?): {reply}"
+            ),
+        });
+    }
     let binds = a.common.binds()?;
     let n = a.users;
     let threads = a.common.threads();
@@ -159,7 +178,9 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
                 }
             }
             let by_slot: HashMap<usize, usize> = slots.iter().enumerate().map(|(u, &sl)| (sl, u)).collect();
-            let setup_deadline = Instant::now() + Duration::from_secs(30);
+            // Logins get at most the run's own length (and 30 s): a node that stops
+            // answering must not hold the run forever.
+            let setup_deadline = Instant::now() + (warmup + duration).min(Duration::from_secs(30));
             let mut window: Option<(Instant, Instant)> = None;
             let mut last_delivery = Instant::now();
             loop {

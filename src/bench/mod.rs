@@ -41,17 +41,38 @@ pub enum BenchError {
     /// An argument is out of range.
     #[error("{0}")]
     Invalid(String),
+    /// The first connection to the target failed: nothing to measure.
+    #[error("cannot connect to {addr}: {why}")]
+    Connect {
+        /// The target.
+        addr: SocketAddr,
+        /// Why: the socket error (`connection refused`) or the server's answer
+        /// (`401 Unauthorized: ...`).
+        why: String,
+    },
     /// Setting up an event loop or thread failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
+impl BenchError {
+    /// The exit status for this error: 1 when the target could not be reached or
+    /// refused us (the run failed), 2 for a usage or setup error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BenchError::Connect { .. } => 1,
+            _ => 2,
+        }
+    }
+}
+
 /// Options every mode shares.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
-    /// Server URL.
-    #[arg(long, default_value = "ws://127.0.0.1:9001/")]
-    pub url: String,
+    /// Server URL [default: ws://127.0.0.1:9001/ (what `switchboard echo` listens on);
+    /// for `chat`, ws://127.0.0.1:8080/ws (what `switchboard serve` listens on)].
+    #[arg(long)]
+    pub url: Option<String>,
     /// Client threads, each with its own event loop.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -78,12 +99,22 @@ pub(crate) struct Target {
     pub(crate) path: String,
 }
 
+/// Where the engine modes connect when no `--url` is given.
+pub(crate) const DEFAULT_URL: &str = "ws://127.0.0.1:9001/";
+/// Where `bench chat` connects when no `--url` is given.
+pub(crate) const DEFAULT_CHAT_URL: &str = "ws://127.0.0.1:8080/ws";
+
 impl CommonArgs {
-    pub(crate) fn target(&self, default_path: &str) -> Result<Target, BenchError> {
-        let rest = self
-            .url
+    /// The target: `--url`, else `default_url`; a bare `/` path becomes `default_path`.
+    pub(crate) fn target(
+        &self,
+        default_url: &str,
+        default_path: &str,
+    ) -> Result<Target, BenchError> {
+        let url = self.url.as_deref().unwrap_or(default_url);
+        let rest = url
             .strip_prefix("ws://")
-            .ok_or_else(|| BenchError::Url(self.url.clone()))?;
+            .ok_or_else(|| BenchError::Url(url.to_owned()))?;
         let (host, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -93,7 +124,7 @@ impl CommonArgs {
             .to_socket_addrs()
             .ok()
             .and_then(|mut a| a.next())
-            .ok_or_else(|| BenchError::Url(self.url.clone()))?;
+            .ok_or_else(|| BenchError::Url(url.to_owned()))?;
         Ok(Target {
             addr,
             host: host.to_owned(),
@@ -127,6 +158,107 @@ impl CommonArgs {
     pub(crate) fn threads(&self) -> usize {
         self.threads.max(1)
     }
+}
+
+/// One handshake with the target before the load starts, so a server that is down or
+/// refuses the client ends the run at once with the reason, instead of a run of errors.
+pub(crate) fn preflight(
+    target: &Target,
+    path: &str,
+    timeout: Duration,
+) -> Result<Preflight, BenchError> {
+    use std::io::{Read, Write};
+    let fail = |why: String| BenchError::Connect {
+        addr: target.addr,
+        why,
+    };
+    let io_fail = |e: std::io::Error| fail(e.to_string().to_lowercase());
+    let mut s = std::net::TcpStream::connect_timeout(&target.addr, timeout).map_err(io_fail)?;
+    s.set_read_timeout(Some(timeout)).map_err(io_fail)?;
+    s.write_all(&conn::request(&target.host, path))
+        .map_err(io_fail)?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let head_end = loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => {
+                return Err(fail(
+                    "the server closed the connection without answering".into(),
+                ))
+            }
+            Ok(n) if got.len() < 16 * 1024 => got.extend_from_slice(&buf[..n]),
+            Ok(_) => return Err(fail("the server's answer has no end of headers".into())),
+            Err(e) => return Err(io_fail(e)),
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]);
+    let status = head.lines().next().unwrap_or("").trim();
+    if status.starts_with("HTTP/1.1 101") {
+        let rest = got[head_end..].to_vec();
+        return Ok(Preflight {
+            addr: target.addr,
+            sock: s,
+            buf: rest,
+        });
+    }
+    let status = status.strip_prefix("HTTP/1.1 ").unwrap_or(status);
+    let body = String::from_utf8_lossy(&got[head_end..]);
+    let body: String = body.trim().chars().take(300).collect();
+    Err(fail(if body.is_empty() {
+        status.to_owned()
+    } else {
+        format!("{status}: {body}")
+    }))
+}
+
+/// The connection a successful preflight opened, to read the server's first message.
+pub(crate) struct Preflight {
+    addr: SocketAddr,
+    sock: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Preflight {
+    /// The first text message the server sends (within the socket's read timeout).
+    pub(crate) fn first_text(mut self) -> Result<String, BenchError> {
+        use std::io::Read;
+        let addr = self.addr;
+        let fail = |why: String| BenchError::Connect { addr, why };
+        let mut chunk = [0u8; 4096];
+        loop {
+            match conn::next_frame(&self.buf, 1 << 20) {
+                Ok(Some(f)) if f.op == crate::ws::OpCode::Text => {
+                    let payload = &self.buf[f.head..f.head + f.len];
+                    return Ok(String::from_utf8_lossy(payload).into_owned());
+                }
+                Ok(Some(f)) => {
+                    self.buf.drain(..f.head + f.len);
+                }
+                Ok(None) => match self.sock.read(&mut chunk) {
+                    Ok(0) => {
+                        return Err(fail(
+                            "the server closed the connection after the handshake".into(),
+                        ))
+                    }
+                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                    Err(e) => {
+                        return Err(fail(format!(
+                            "no message from the server after the handshake ({e})"
+                        )))
+                    }
+                },
+                Err(e) => return Err(fail(e)),
+            }
+        }
+    }
+}
+
+/// How long the preflight handshake may take: the run's own length, at most 10 s.
+pub(crate) fn preflight_timeout(common: &CommonArgs) -> Duration {
+    (common.warmup() + common.duration()).min(Duration::from_secs(10))
 }
 
 /// Raises the descriptor limit as far as allowed and checks `connections` fit.

@@ -103,7 +103,8 @@ fn run_threads(
     progress: &Arc<Progress>,
     per_thread: impl Fn(usize, Driver) -> Stats + Send + Sync + 'static,
 ) -> Result<Stats, BenchError> {
-    let target = common.target(default_path)?;
+    let target = common.target(super::DEFAULT_URL, default_path)?;
+    super::preflight(&target, &target.path, super::preflight_timeout(common))?;
     let binds = common.binds()?;
     let req = request(&target.host, &target.path);
     let per_thread = Arc::new(per_thread);
