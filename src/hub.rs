@@ -1,11 +1,14 @@
-//! The [`Hub`]: sending to connections from any thread, and the worker inboxes it uses.
+//! How application code reaches connections: the [`Hub`] from any thread, the
+//! [`Context`] from inside a handler callback, and the worker inboxes they use.
 //!
 //! Owns the commands other threads may give a worker and the way they travel: a crossbeam
 //! channel per worker plus a `mio::Waker`, with wake-ups coalesced so that a burst of
 //! commands costs one wake-up. It never touches a connection: the owning worker carries
 //! out each command on its own thread. Messages travel as [`Payload`]s, not frames: each
 //! recipient's protocol encodes for its own wire, and the payload caches each encoding so
-//! every recipient on every worker queues a handle to the same bytes.
+//! every recipient on every worker queues a handle to the same bytes. A context does not
+//! touch sockets either: it records what the handler asked for and the worker carries it
+//! out after the handler returns, so a handler can never re-enter the reactor.
 
 use std::fmt;
 use std::io;
@@ -15,11 +18,10 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Token, Waker};
 
-use crate::handler::Context;
+use crate::attributes::Attributes;
 use crate::id::ConnId;
-use crate::message::Payload;
+use crate::message::{Message, Payload};
 use crate::metrics::{MetricsSnapshot, WorkerMetrics};
-use crate::router::Router;
 
 /// The token a worker's waker fires with.
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
@@ -110,7 +112,9 @@ impl Peer {
 
 pub(crate) struct HubInner {
     pub(crate) peers: Box<[Peer]>,
-    pub(crate) router: Arc<Router>,
+    /// The WebSocket routes' paths by route index (the fallback's is empty), for
+    /// [`Hub::broadcast`].
+    pub(crate) ws_paths: Box<[String]>,
     pub(crate) metrics: Box<[Arc<WorkerMetrics>]>,
 }
 
@@ -190,7 +194,12 @@ impl Hub {
     /// Sends `msg` to every open connection on the WebSocket route `path`. Returns false
     /// if no route has that path.
     pub fn broadcast(&self, path: &str, msg: impl Into<Payload>) -> bool {
-        let Some(route) = self.inner.router.exact_ws_route(path) else {
+        let Some(route) = self
+            .inner
+            .ws_paths
+            .iter()
+            .position(|p| !p.is_empty() && p == path)
+        else {
             return false;
         };
         let payload = msg.into();
@@ -280,5 +289,113 @@ impl Hub {
         for peer in self.inner.peers.iter() {
             peer.wake();
         }
+    }
+}
+
+/// What a handler asked for, carried out by the worker after the handler returns.
+#[derive(Debug)]
+pub(crate) enum Action {
+    Send(Message),
+    Close(u16, String),
+    Broadcast(Message),
+    Join(String),
+    Leave(String),
+    SetTimer(std::time::Duration, u64),
+}
+
+/// The connection a handler is called for, and what it can ask of the server.
+pub struct Context<'a> {
+    pub(crate) id: ConnId,
+    pub(crate) remote_ip: std::net::IpAddr,
+    pub(crate) path: &'a str,
+    pub(crate) protocol: Option<&'a str>,
+    pub(crate) attributes: &'a mut Attributes,
+    pub(crate) actions: &'a mut Vec<Action>,
+    pub(crate) hub: &'a Hub,
+}
+
+impl fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("id", &self.id)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl Context<'_> {
+    /// The connection's id, unique for the server's lifetime.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The client's address: the peer of the TCP connection, or, behind a proxy listed
+    /// in `trusted_proxies`, the address it forwarded.
+    pub fn remote_ip(&self) -> std::net::IpAddr {
+        self.remote_ip
+    }
+
+    /// The request path the connection was opened on.
+    pub fn path(&self) -> &str {
+        self.path
+    }
+
+    /// The negotiated subprotocol, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol
+    }
+
+    /// This connection's attributes.
+    pub fn attributes(&self) -> &Attributes {
+        self.attributes
+    }
+
+    /// This connection's attributes, to set or change.
+    pub fn attributes_mut(&mut self) -> &mut Attributes {
+        self.attributes
+    }
+
+    /// The hub, to reach other connections and groups.
+    pub fn hub(&self) -> &Hub {
+        self.hub
+    }
+
+    /// Sends a message to this connection.
+    pub fn send(&mut self, msg: Message) {
+        self.actions.push(Action::Send(msg));
+    }
+
+    /// Sends a text message to this connection.
+    pub fn send_text(&mut self, text: impl Into<String>) {
+        self.send(Message::Text(text.into()));
+    }
+
+    /// Starts the close handshake with `code` and `reason` (at most 123 bytes are sent;
+    /// a code that may not be sent on the wire becomes 1000).
+    pub fn close(&mut self, code: u16, reason: &str) {
+        self.actions.push(Action::Close(code, reason.to_owned()));
+    }
+
+    /// Sends a message to every open connection on this route, on every worker,
+    /// including this one. The frame is encoded once and shared.
+    pub fn broadcast(&mut self, msg: Message) {
+        self.actions.push(Action::Broadcast(msg));
+    }
+
+    /// Adds this connection to a named group (see [`Hub::send_to_group`]).
+    pub fn join(&mut self, group: &str) {
+        self.actions.push(Action::Join(group.to_owned()));
+    }
+
+    /// Removes this connection from a group.
+    pub fn leave(&mut self, group: &str) {
+        self.actions.push(Action::Leave(group.to_owned()));
+    }
+
+    /// Calls [`Handler::on_timer`] with `token` for this connection once `after` has
+    /// passed (to within the reactor's 100 ms tick), on this connection's worker. Cheap
+    /// enough for one per connection: an entry in the worker's timer wheel.
+    pub fn set_timer(&mut self, after: std::time::Duration, token: u64) {
+        self.actions.push(Action::SetTimer(after, token));
     }
 }

@@ -14,9 +14,13 @@
 //! See `README.md` for running the server and the tests.
 #![warn(missing_docs, rust_2018_idioms)]
 
+mod attributes;
+#[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench_support;
+#[cfg(feature = "chat")]
 pub mod chat;
 pub mod config;
 pub mod conn;
@@ -33,9 +37,10 @@ mod router;
 mod server;
 pub mod ws;
 
+pub use attributes::Attributes;
 pub use config::{Config, ConfigError, SlowConsumerPolicy};
-pub use handler::{Attributes, Context, Handler};
-pub use hub::Hub;
+pub use handler::Handler;
+pub use hub::{Context, Hub};
 pub use id::{ConnId, ParseConnIdError};
 pub use message::{ConnError, Message, Payload};
 pub use metrics::MetricsSnapshot;

@@ -163,7 +163,7 @@ impl ServerBuilder {
         let hub = Hub {
             inner: Arc::new(HubInner {
                 peers: peers.into(),
-                router: router.clone(),
+                ws_paths: router.ws.iter().map(|(p, _)| p.clone()).collect(),
                 metrics: (0..count)
                     .map(|_| Arc::new(WorkerMetrics::default()))
                     .collect(),

@@ -63,7 +63,10 @@ struct User {
 fn token(a: &ChatArgs, user: &str) -> String {
     match &a.jwt_secret {
         Some(secret) => {
-            let exp = crate::chat::auth::unix_now() + 3600;
+            let exp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+                + 3600;
             jsonwebtoken::encode(
                 &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
                 &json!({ "sub": user, "exp": exp }),

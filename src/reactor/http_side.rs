@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::app::Session;
+use super::session::Session;
 use super::worker::{Open, Proto, Worker};
 use crate::conn::{HttpEvent, Ws};
 use crate::http::{check_request_line, validate_upgrade, HandshakeError, HttpResponse, Request};

@@ -5,8 +5,8 @@
 //! only through its inbox (see `hub`). Bytes move through the `io` layer; protocol
 //! decisions are the sans-IO connection machines' (`conn`); application behavior is the
 //! route's handler's. The worker (`worker.rs`) is the shell; `http_side.rs` routes the
-//! HTTP machine's events and performs the upgrade; `app.rs` runs handlers and carries
-//! out what they ask.
+//! HTTP machine's events and performs the upgrade; `app.rs` carries out what handlers ask;
+//! `session.rs` holds each open connection's application state and makes handler calls.
 //!
 //! Accepting: each worker has its own `SO_REUSEPORT` listener on the same address, so the
 //! kernel spreads new connections across workers and no accept thread or hand-off channel
@@ -23,6 +23,7 @@ mod admission;
 mod app;
 mod http_side;
 mod listener;
+mod session;
 mod timer;
 mod worker;
 

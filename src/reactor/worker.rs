@@ -31,7 +31,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::admission::Admission;
-use super::app::{HandlerEnv, Session};
+use super::session::{HandlerEnv, Session};
 use super::timer::TimerWheel;
 use crate::config::Config;
 use crate::conn::{ticks, Http1, Http1Config, HttpEvent, OutQueue, Tick, Ws, WsConfig, TICK};

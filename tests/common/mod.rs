@@ -151,11 +151,13 @@ pub fn read_close_code(s: &mut TcpStream) -> u16 {
         }
     }
 }
+#[cfg(feature = "cli")]
 pub mod chat;
 
 /// Starts the `switchboard` binary with `args` (which should listen on port 0) and
 /// returns it with the address it reports in its "listening local_addr=…" log line. Its
 /// stderr keeps being drained so the child never blocks on a full pipe.
+#[cfg(feature = "cli")]
 pub fn spawn_binary(args: &[&str]) -> (std::process::Child, SocketAddr) {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
