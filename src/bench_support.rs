@@ -7,6 +7,7 @@ use crate::message::Payload;
 use crate::ws::OpCode;
 
 /// `n` connection queues, to measure fan-out into them.
+#[derive(Debug)]
 pub struct FanoutQueues(Vec<OutQueue>);
 
 impl FanoutQueues {

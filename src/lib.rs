@@ -12,7 +12,8 @@
 //! - [`echo`]: the bare-engine application behind `switchboard echo`.
 //!
 //! See `README.md` for running the server and the tests.
-#![warn(missing_docs, rust_2018_idioms)]
+#![deny(missing_docs, missing_debug_implementations)]
+#![warn(rust_2018_idioms)]
 
 mod attributes;
 #[cfg(feature = "bench")]

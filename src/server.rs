@@ -58,6 +58,7 @@ pub enum ServerError {
 /// println!("listening on {}", handle.local_addr());
 /// handle.join();
 /// ```
+#[derive(Debug)]
 pub struct Server;
 
 impl Server {
@@ -84,6 +85,18 @@ impl Server {
 pub struct ServerBuilder {
     config: Config,
     router: Router,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ws: Vec<&str> = self.router.ws.iter().map(|(p, _)| p.as_str()).collect();
+        let http: Vec<&str> = self.router.http.iter().map(|(p, _)| p.as_str()).collect();
+        f.debug_struct("ServerBuilder")
+            .field("listen", &self.config.listen)
+            .field("ws_routes", &ws)
+            .field("http_routes", &http)
+            .finish()
+    }
 }
 
 impl ServerBuilder {
@@ -217,7 +230,7 @@ impl ServerBuilder {
 
 /// Asks a running server to shut down; cheap to clone and send to another thread (a
 /// signal handler, say).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Stopper {
     shutdown: Arc<AtomicBool>,
     hub: Hub,
@@ -233,6 +246,7 @@ impl Stopper {
 }
 
 /// A running server.
+#[derive(Debug)]
 pub struct ServerHandle {
     local_addr: SocketAddr,
     stopper: Stopper,

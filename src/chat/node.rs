@@ -149,6 +149,7 @@ fn json_response(status: u16, body: serde_json::Value) -> HttpResponse {
 }
 
 /// The WebSocket handler of the chat node.
+#[derive(Debug)]
 pub struct ChatHandler(pub Arc<ChatNode>);
 
 impl ChatHandler {

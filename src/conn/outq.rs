@@ -21,6 +21,7 @@ const COALESCE_LIMIT: usize = 64 * 1024;
 /// Most buffers handed to one `writev` call (Linux allows 1024).
 const MAX_IOVECS: usize = 64;
 
+#[derive(Debug)]
 enum Chunk {
     /// The header of a frame whose payload is the next chunk.
     Header(FrameHeader),
@@ -47,7 +48,7 @@ impl Chunk {
 }
 
 /// Outbound bytes for one connection.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct OutQueue {
     chunks: VecDeque<Chunk>,
     /// Bytes of the first chunk already written.
