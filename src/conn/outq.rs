@@ -64,12 +64,13 @@ impl OutQueue {
         self.len == 0
     }
 
-    pub(crate) fn len(&self) -> usize {
+    /// Bytes queued and not yet written.
+    pub fn len(&self) -> usize {
         self.len as usize
     }
 
     /// Queues raw bytes (an HTTP response).
-    pub(crate) fn push_bytes(&mut self, bytes: Vec<u8>) {
+    pub fn push_bytes(&mut self, bytes: Vec<u8>) {
         if bytes.is_empty() {
             return;
         }
@@ -78,13 +79,13 @@ impl OutQueue {
     }
 
     /// Queues a whole frame already encoded and shared with other connections.
-    pub(crate) fn push_shared(&mut self, frame: Arc<[u8]>) {
+    pub fn push_shared(&mut self, frame: Arc<[u8]>) {
         self.len += frame.len() as u32;
         self.chunks.push_back(Chunk::Shared(frame));
     }
 
     /// Queues one unmasked frame with `payload`.
-    pub(crate) fn push_frame(&mut self, opcode: OpCode, payload: Vec<u8>) {
+    pub fn push_frame(&mut self, opcode: OpCode, payload: Vec<u8>) {
         let header = FrameHeader::new(true, opcode, payload.len(), None);
         self.len += (header.as_bytes().len() + payload.len()) as u32;
         if payload.len() <= COPY_THRESHOLD {
@@ -111,7 +112,7 @@ impl OutQueue {
     /// Drops every frame not yet started, keeping the one partly written (if any) so the
     /// byte stream stays well-framed. What a slow consumer's queue is cut back to before
     /// its close frame.
-    pub(crate) fn discard_unsent(&mut self) {
+    pub fn discard_unsent(&mut self) {
         let mut keep = 0;
         for (i, c) in self.chunks.iter().enumerate() {
             let started = i == 0 && self.head_written > 0;
@@ -127,7 +128,7 @@ impl OutQueue {
 
     /// Writes as much as the socket takes: whether the queue is now empty (else the
     /// socket would block with bytes left), and how many bytes went out.
-    pub(crate) fn flush(&mut self, w: &mut impl Write) -> io::Result<(bool, usize)> {
+    pub fn flush(&mut self, w: &mut impl Write) -> io::Result<(bool, usize)> {
         let mut total = 0;
         while !self.chunks.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];

@@ -1,0 +1,94 @@
+//! Fuzzes the HTTP/1.1 connection machine (`conn::Http1`) on a whole request stream:
+//! keep-alive, pipelining, `Content-Length` and chunked bodies, upgrades, errors.
+//!
+//! Input layout: `[n][n × u16 LE cut][stream bytes]`, with `n = first byte % 8`. The cuts
+//! (taken modulo `len + 1`, sorted) split the stream into reads. The machine is driven the
+//! way the worker drives it: each request is answered at once (its path and body length
+//! as the body), an upgrade is refused with 400. Checked:
+//! - the events and the bytes sent are the same for every split and for one byte at a
+//!   time as for the whole stream in one read (split independence);
+//! - no body is longer than `max_body_bytes`; nothing is reported after the machine is
+//!   done; every answer is a complete HTTP/1.1 response;
+//! - nothing panics.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use switchboard::conn::{Http1, Http1Config, HttpEvent, OutQueue};
+use switchboard::http::{HttpLimits, HttpResponse};
+
+const CFG: Http1Config = Http1Config {
+    limits: HttpLimits {
+        max_handshake_bytes: 512,
+        max_headers: 8,
+    },
+    max_body_bytes: 256,
+    request_timeout: 100,
+    keepalive_timeout: 600,
+};
+
+fuzz_target!(|data: &[u8]| {
+    let (cuts, stream) = split_input(data);
+    let whole = drive(&[stream]);
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    for &c in &cuts {
+        pieces.push(&stream[at..c]);
+        at = c;
+    }
+    pieces.push(&stream[at..]);
+    assert_eq!(drive(&pieces), whole, "split at {cuts:?}");
+    if stream.len() <= 2048 {
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(drive(&bytes), whole, "byte at a time");
+    }
+});
+
+fn split_input(data: &[u8]) -> (Vec<usize>, &[u8]) {
+    let n = data.first().map_or(0, |b| (b % 8) as usize);
+    let header = (1 + 2 * n).min(data.len());
+    let raw = &data[1.min(data.len())..header];
+    let body = &data[header..];
+    let mut cuts: Vec<usize> = raw
+        .chunks(2)
+        .map(|c| {
+            let v = u16::from_le_bytes([c[0], *c.get(1).unwrap_or(&0)]) as usize;
+            v % (body.len() + 1)
+        })
+        .collect();
+    cuts.sort_unstable();
+    (cuts, body)
+}
+
+/// The events (as text) and the bytes the machine sent, for `reads` fed in order.
+fn drive(reads: &[&[u8]]) -> (Vec<String>, Vec<u8>) {
+    let mut m = Http1::new(0);
+    let mut out = OutQueue::default();
+    let mut events = Vec::new();
+    for read in reads {
+        let mut input = *read;
+        while let Some(ev) = m.handle_read(&mut input, 0, &CFG, &mut out) {
+            assert!(!m.is_done() || !matches!(ev, HttpEvent::Request(_)));
+            match ev {
+                HttpEvent::Request(req) => {
+                    assert!(req.body.len() <= CFG.max_body_bytes);
+                    let text = format!("{} {} {}", req.method, req.path, req.body.len());
+                    m.respond(&HttpResponse::text(200, text.clone()), false, 0, &mut out);
+                    events.push(format!("request {text} v{}", req.version));
+                }
+                HttpEvent::Upgrade(req) => {
+                    m.reject(&HttpResponse::text(400, "no upgrades here"), &mut out);
+                    events.push(format!("upgrade {}", req.path));
+                }
+                HttpEvent::Rejected(e) => events.push(format!("rejected {}", e.status())),
+                other => events.push(format!("{other:?}")),
+            }
+        }
+        assert!(input.is_empty());
+    }
+    let mut wire = Vec::new();
+    out.flush(&mut wire).expect("a Vec takes everything");
+    // Every answer is a whole response: as many heads as events that answered.
+    let heads = wire.windows(9).filter(|w| w == b"HTTP/1.1 ").count();
+    assert_eq!(heads, events.len(), "{events:?}");
+    (events, wire)
+}
