@@ -36,6 +36,9 @@ pub struct Config {
     /// plain HTTP request) within this time of its first byte — of the connection's start
     /// for the first request — is disconnected. Default 10 s.
     pub handshake_timeout_ms: u64,
+    /// How long a deferred HTTP answer (`http_route_deferred`) may take before the
+    /// server answers 504 instead. Default 30 s.
+    pub http_response_timeout_ms: u64,
     /// How long an HTTP connection is kept open, idle, for its next request after a
     /// response (keep-alive). 0: close after every response. Default 60 s.
     pub keepalive_timeout_ms: u64,
@@ -99,6 +102,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             handshake_timeout_ms: 10_000,
             keepalive_timeout_ms: 60_000,
+            http_response_timeout_ms: 30_000,
             max_frame_size: dec.max_frame_size,
             max_message_size: dec.max_message_size,
             write_high_water: 256 * 1024,
@@ -238,6 +242,10 @@ impl Config {
 
     pub(crate) fn keepalive_timeout(&self) -> Duration {
         Duration::from_millis(self.keepalive_timeout_ms)
+    }
+
+    pub(crate) fn http_response_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_response_timeout_ms)
     }
 
     pub(crate) fn close_timeout(&self) -> Duration {

@@ -19,6 +19,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Token, Waker};
 
 use crate::attributes::Attributes;
+use crate::http::HttpResponse;
 use crate::id::ConnId;
 use crate::message::{Message, Payload};
 use crate::metrics::{MetricsSnapshot, WorkerMetrics};
@@ -61,6 +62,23 @@ pub(crate) enum Command {
         id: ConnId,
         f: CallFn,
     },
+    Http {
+        id: ConnId,
+        part: HttpPart,
+    },
+}
+
+/// A piece of a deferred HTTP answer (see [`crate::HttpReply`]).
+#[derive(Debug)]
+pub(crate) enum HttpPart {
+    /// The whole response.
+    Whole(HttpResponse),
+    /// The head of a streamed response; its body, if any, is the first chunk.
+    Head(HttpResponse),
+    Chunk(Vec<u8>),
+    End,
+    /// The reply was dropped unanswered.
+    Dropped,
 }
 
 /// Work another thread runs on a connection's worker (see [`Hub::call`]).
@@ -271,6 +289,13 @@ impl Hub {
     pub fn call(&self, id: ConnId, f: impl FnOnce(&mut Context<'_>) + Send + 'static) {
         if let Some(peer) = self.peer(id.worker()) {
             peer.send(Command::Call { id, f: Box::new(f) });
+        }
+    }
+
+    /// Sends a piece of a deferred HTTP answer to the worker that owns `id`.
+    pub(crate) fn http(&self, id: ConnId, part: HttpPart) {
+        if let Some(peer) = self.peer(id.worker()) {
+            peer.send(Command::Http { id, part });
         }
     }
 

@@ -34,6 +34,7 @@ mod io;
 mod message;
 pub mod metrics;
 mod reactor;
+mod reply;
 mod router;
 mod server;
 pub mod ws;
@@ -45,7 +46,8 @@ pub use hub::{Context, Hub};
 pub use id::{ConnId, ParseConnIdError};
 pub use message::{ConnError, Message, Payload};
 pub use metrics::MetricsSnapshot;
-pub use router::HttpHandler;
+pub use reply::{HttpReply, HttpStream};
+pub use router::{DeferredHttpHandler, HttpHandler};
 pub use server::{Server, ServerBuilder, ServerError, ServerHandle, Stopper};
 
 /// Compiles the README's Rust examples as doctests, so the README stays true.

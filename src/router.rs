@@ -7,14 +7,26 @@ use std::sync::Arc;
 use crate::handler::Handler;
 use crate::http::{HttpResponse, Request};
 use crate::hub::Hub;
+use crate::reply::HttpReply;
 
 /// A plain HTTP endpoint: gets the request head and the hub, returns the whole response.
 pub type HttpHandler = dyn Fn(&Request, &Hub) -> HttpResponse + Send + Sync + 'static;
 
+/// A plain HTTP endpoint that answers later or in pieces, through the [`HttpReply`] it
+/// is given (from any thread). It must return at once; the answer may come any time.
+pub type DeferredHttpHandler = dyn Fn(&Request, &Hub, HttpReply) + Send + Sync + 'static;
+
+/// What serves a plain HTTP path.
+#[derive(Clone)]
+pub(crate) enum HttpRoute {
+    Now(Arc<HttpHandler>),
+    Later(Arc<DeferredHttpHandler>),
+}
+
 pub(crate) struct Router {
     pub(crate) ws: Vec<(String, Arc<dyn Handler>)>,
     pub(crate) fallback: Option<usize>,
-    pub(crate) http: Vec<(String, Arc<HttpHandler>)>,
+    pub(crate) http: Vec<(String, HttpRoute)>,
 }
 
 impl Router {
@@ -35,7 +47,7 @@ impl Router {
         &*self.ws[route].1
     }
 
-    pub(crate) fn http_route(&self, path: &str) -> Option<&HttpHandler> {
-        self.http.iter().find(|(p, _)| p == path).map(|(_, h)| &**h)
+    pub(crate) fn http_route(&self, path: &str) -> Option<&HttpRoute> {
+        self.http.iter().find(|(p, _)| p == path).map(|(_, h)| h)
     }
 }

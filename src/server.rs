@@ -16,7 +16,8 @@ use crate::http::{HttpResponse, Request};
 use crate::hub::{Hub, HubInner, Peer};
 use crate::metrics::WorkerMetrics;
 use crate::reactor::{bind_listeners, Admission, Worker};
-use crate::router::Router;
+use crate::reply::HttpReply;
+use crate::router::{HttpRoute, Router};
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -71,10 +72,12 @@ impl Server {
                 fallback: None,
                 http: vec![(
                     "/healthz".to_owned(),
-                    Arc::new(|req: &Request, _: &Hub| match req.method.as_str() {
-                        "GET" | "HEAD" => HttpResponse::text(200, "ok\n"),
-                        _ => HttpResponse::text(405, "use GET\n").header("Allow", "GET, HEAD"),
-                    }),
+                    HttpRoute::Now(Arc::new(|req: &Request, _: &Hub| {
+                        match req.method.as_str() {
+                            "GET" | "HEAD" => HttpResponse::text(200, "ok\n"),
+                            _ => HttpResponse::text(405, "use GET\n").header("Allow", "GET, HEAD"),
+                        }
+                    })),
                 )],
             },
         }
@@ -140,7 +143,40 @@ impl ServerBuilder {
         handler: impl Fn(&Request, &Hub) -> HttpResponse + Send + Sync + 'static,
     ) -> Self {
         self.router.http.retain(|(p, _)| p != path);
-        self.router.http.push((path.to_owned(), Arc::new(handler)));
+        self.router
+            .http
+            .push((path.to_owned(), HttpRoute::Now(Arc::new(handler))));
+        self
+    }
+
+    /// Answers plain requests on `path` later or in pieces: the handler gets an
+    /// [`HttpReply`] to answer from any thread — a long poll held until there is news, a
+    /// stream of events. Pipelined requests behind it wait their turn; an answer not
+    /// given within `http_response_timeout_ms` is a 504.
+    ///
+    /// ```no_run
+    /// use switchboard::{http::HttpResponse, Server};
+    ///
+    /// let server = Server::builder()
+    ///     .http_route_deferred("/slow", |_req, _hub, reply| {
+    ///         std::thread::spawn(move || {
+    ///             std::thread::sleep(std::time::Duration::from_millis(100));
+    ///             reply.send(HttpResponse::text(200, "done\n"));
+    ///         });
+    ///     })
+    ///     .start()
+    ///     .unwrap();
+    /// # server.stop();
+    /// ```
+    pub fn http_route_deferred(
+        mut self,
+        path: &str,
+        handler: impl Fn(&Request, &Hub, HttpReply) + Send + Sync + 'static,
+    ) -> Self {
+        self.router.http.retain(|(p, _)| p != path);
+        self.router
+            .http
+            .push((path.to_owned(), HttpRoute::Later(Arc::new(handler))));
         self
     }
 

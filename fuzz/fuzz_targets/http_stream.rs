@@ -24,6 +24,7 @@ const CFG: Http1Config = Http1Config {
     max_body_bytes: 256,
     request_timeout: 100,
     keepalive_timeout: 600,
+    response_timeout: 300,
 };
 
 fuzz_target!(|data: &[u8]| {

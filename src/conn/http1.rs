@@ -15,7 +15,14 @@
 //!   timeout).
 //! - `Responding`: the application has the request. Bytes that arrive meanwhile (the
 //!   next pipelined request) are buffered, not parsed, so answers leave in request order.
-//!   Next: `Head` (kept alive) or `Done`.
+//!   The answer comes at once ([`Http1::respond`]), or later: the caller *parks* the
+//!   request ([`Http1::park`]) and answers when the application does, or when
+//!   `response_timeout` passes ([`HttpEvent::ResponseTimeout`]). Next: `Head` (kept
+//!   alive), `Streaming`, or `Done`.
+//! - `Streaming`: the head went out without a length ([`Http1::start_stream`]); chunks
+//!   follow ([`Http1::send_chunk`]) until [`Http1::finish_stream`]. HTTP/1.1 streams are
+//!   chunked and the connection stays open after them; HTTP/1.0 streams end when the
+//!   connection closes. Next: `Head` or `Done`.
 //! - `Upgrading`: an upgrade request is with the caller. Next: `Done` (rejected, or the
 //!   caller took the connection for another protocol).
 //! - `Done`: the last response is queued; input is ignored.
@@ -39,6 +46,8 @@ pub struct Http1Config {
     pub request_timeout: Tick,
     /// How long a kept-alive connection may sit idle between requests.
     pub keepalive_timeout: Tick,
+    /// How long a parked request may wait for the application's answer.
+    pub response_timeout: Tick,
 }
 
 /// What the HTTP machine reports.
@@ -59,12 +68,26 @@ pub enum HttpEvent {
     /// The connection sat idle between requests for `keepalive_timeout`; the machine is
     /// done.
     KeepAliveTimeout,
+    /// A parked request got no answer within `response_timeout`; the caller answers it
+    /// (504, say) with [`Http1::respond`].
+    ResponseTimeout,
 }
 
 enum State {
     Head,
     Body(Box<BodyState>),
-    Responding { keep_alive: bool, head_only: bool },
+    Responding {
+        keep_alive: bool,
+        head_only: bool,
+        /// When the request was parked, if it was.
+        parked: Option<Tick>,
+    },
+    Streaming {
+        keep_alive: bool,
+        head_only: bool,
+        /// Chunked (HTTP/1.1); otherwise the body ends with the connection.
+        chunked: bool,
+    },
     Upgrading,
     Done,
 }
@@ -88,6 +111,16 @@ pub struct Http1 {
     since: Tick,
     /// Requests answered so far.
     answered: u32,
+    /// The minor HTTP version of the request being answered.
+    version: u8,
+    /// Bytes were dropped behind a pending answer: close after it.
+    overflow: bool,
+}
+
+/// The most bytes buffered behind an answer that is not given yet: a whole request of
+/// the largest size, twice.
+fn pipeline_limit(cfg: &Http1Config) -> usize {
+    2 * (cfg.limits.max_handshake_bytes + cfg.max_body_bytes)
 }
 
 impl std::fmt::Debug for Http1 {
@@ -107,6 +140,8 @@ impl Http1 {
             state: State::Head,
             since: now,
             answered: 0,
+            version: 1,
+            overflow: false,
         }
     }
 
@@ -144,7 +179,13 @@ impl Http1 {
             if self.is_idle() {
                 self.since = now;
             }
-            self.buf.extend_from_slice(input);
+            if self.is_waiting() && self.buf.len() + input.len() > pipeline_limit(cfg) {
+                // A client that pipelines without end behind a parked answer: what does
+                // not fit is dropped, and the connection closes after the answer.
+                self.overflow = true;
+            } else {
+                self.buf.extend_from_slice(input);
+            }
             *input = &[];
         }
         loop {
@@ -167,7 +208,10 @@ impl Http1 {
                     }
                     Err(e) => return Some(self.fail(e, out)),
                 },
-                State::Responding { .. } | State::Upgrading | State::Done => return None,
+                State::Responding { .. }
+                | State::Streaming { .. }
+                | State::Upgrading
+                | State::Done => return None,
             }
         }
     }
@@ -211,7 +255,9 @@ impl Http1 {
         self.state = State::Responding {
             keep_alive,
             head_only,
+            parked: None,
         };
+        self.version = request.version;
         HttpEvent::Request(request)
     }
 
@@ -228,14 +274,112 @@ impl Http1 {
         let State::Responding {
             keep_alive,
             head_only,
+            ..
         } = self.state
         else {
             return;
         };
-        let keep = keep_alive && !close;
+        let keep = keep_alive && !close && !self.overflow;
         out.push_bytes(resp.encode(keep, head_only));
         self.answered += 1;
         if keep {
+            self.state = State::Head;
+            self.since = now;
+        } else {
+            self.state = State::Done;
+        }
+    }
+
+    /// Leaves the request last handed out waiting for an answer that will come later
+    /// (from another thread, through the caller): [`Http1::respond`] or
+    /// [`Http1::start_stream`] then, or [`HttpEvent::ResponseTimeout`] after
+    /// `response_timeout`.
+    pub fn park(&mut self, now: Tick) {
+        if let State::Responding { parked, .. } = &mut self.state {
+            *parked = Some(now);
+        }
+    }
+
+    /// Whether a request is waiting for the application's answer (handed out, or
+    /// parked), so an answer may be given now.
+    pub fn is_responding(&self) -> bool {
+        matches!(self.state, State::Responding { .. })
+    }
+
+    /// Whether an answer (parked, or streaming) is pending.
+    fn is_waiting(&self) -> bool {
+        matches!(
+            self.state,
+            State::Responding { .. } | State::Streaming { .. }
+        )
+    }
+
+    /// Whether a streamed answer is in progress.
+    pub fn is_streaming(&self) -> bool {
+        matches!(self.state, State::Streaming { .. })
+    }
+
+    /// Starts a streamed answer to the waiting request: the head of `resp` (its body is
+    /// ignored) without a length, chunked for HTTP/1.1, close-delimited for HTTP/1.0.
+    pub fn start_stream(&mut self, resp: &HttpResponse, close: bool, out: &mut OutQueue) {
+        let State::Responding {
+            keep_alive,
+            head_only,
+            ..
+        } = self.state
+        else {
+            return;
+        };
+        let chunked = self.version >= 1;
+        let keep_alive = keep_alive && chunked && !close && !self.overflow;
+        out.push_bytes(resp.encode_stream_head(chunked, keep_alive));
+        self.state = State::Streaming {
+            keep_alive,
+            head_only,
+            chunked,
+        };
+    }
+
+    /// Sends one piece of a streamed answer (nothing for an empty piece, which in
+    /// chunked coding would end the body).
+    pub fn send_chunk(&mut self, bytes: &[u8], out: &mut OutQueue) {
+        let State::Streaming {
+            head_only: false,
+            chunked,
+            ..
+        } = self.state
+        else {
+            return;
+        };
+        if bytes.is_empty() {
+            return;
+        }
+        if chunked {
+            let mut piece = format!("{:x}\r\n", bytes.len()).into_bytes();
+            piece.extend_from_slice(bytes);
+            piece.extend_from_slice(b"\r\n");
+            out.push_bytes(piece);
+        } else {
+            out.push_bytes(bytes.to_vec());
+        }
+    }
+
+    /// Ends a streamed answer: the connection goes on to the next request, or (HTTP/1.0,
+    /// or asked to close) the machine is done.
+    pub fn finish_stream(&mut self, now: Tick, out: &mut OutQueue) {
+        let State::Streaming {
+            keep_alive,
+            head_only,
+            chunked,
+        } = self.state
+        else {
+            return;
+        };
+        if chunked && !head_only {
+            out.push_bytes(b"0\r\n\r\n".to_vec());
+        }
+        self.answered += 1;
+        if keep_alive {
             self.state = State::Head;
             self.since = now;
         } else {
@@ -266,7 +410,12 @@ impl Http1 {
                 Some(self.since.saturating_add(cfg.keepalive_timeout))
             }
             State::Head | State::Body(_) => Some(self.since.saturating_add(cfg.request_timeout)),
-            State::Responding { .. } | State::Upgrading | State::Done => None,
+            State::Responding {
+                parked: Some(at), ..
+            } => Some(at.saturating_add(cfg.response_timeout)),
+            State::Responding { .. } | State::Streaming { .. } | State::Upgrading | State::Done => {
+                None
+            }
         }
     }
 
@@ -275,6 +424,11 @@ impl Http1 {
         let due = self.poll_timeout(cfg)?;
         if now < due {
             return None;
+        }
+        if let State::Responding { parked, .. } = &mut self.state {
+            // The caller answers; the request is no longer parked.
+            *parked = None;
+            return Some(HttpEvent::ResponseTimeout);
         }
         let idle = self.is_idle() && self.answered > 0;
         self.state = State::Done;

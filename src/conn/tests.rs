@@ -12,6 +12,7 @@ fn http_cfg() -> Http1Config {
         max_body_bytes: 1024,
         request_timeout: 100,
         keepalive_timeout: 600,
+        response_timeout: 300,
     }
 }
 
@@ -228,6 +229,101 @@ fn a_caller_can_refuse_to_keep_alive() {
     let mut input: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     m.handle_read(&mut input, 0, &cfg, &mut out);
     m.respond(&HttpResponse::text(200, "bye"), true, 0, &mut out);
+    assert!(m.is_done());
+    assert!(String::from_utf8_lossy(&drain(&mut out)).contains("Connection: close"));
+}
+
+/// Reads the next request from what is buffered or in `input`.
+fn next_request(m: &mut Http1, input: &mut &[u8], now: Tick, out: &mut OutQueue) -> String {
+    match m.handle_read(input, now, &http_cfg(), out) {
+        Some(HttpEvent::Request(req)) => req.path,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_parked_answer_keeps_pipelined_requests_in_order() {
+    let cfg = http_cfg();
+    let mut out = OutQueue::default();
+    let mut m = Http1::new(0);
+    let mut input: &[u8] =
+        b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(next_request(&mut m, &mut input, 0, &mut out), "/slow");
+    m.park(10);
+    // The second request waits behind the parked one.
+    assert!(m.handle_read(&mut input, 10, &cfg, &mut out).is_none());
+    assert_eq!(m.poll_timeout(&cfg), Some(310));
+    m.respond(&HttpResponse::text(200, "late"), false, 50, &mut out);
+    assert_eq!(next_request(&mut m, &mut &b""[..], 50, &mut out), "/next");
+    m.respond(&HttpResponse::text(200, "next"), false, 50, &mut out);
+    let wire = String::from_utf8(drain(&mut out)).unwrap();
+    let late = wire.find("late").unwrap();
+    assert!(late < wire.find("next").unwrap(), "{wire}");
+}
+
+#[test]
+fn an_unanswered_parked_request_times_out_once() {
+    let cfg = http_cfg();
+    let mut out = OutQueue::default();
+    let mut m = Http1::new(0);
+    let mut input: &[u8] = b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
+    next_request(&mut m, &mut input, 0, &mut out);
+    m.park(0);
+    assert!(m.handle_timeout(299, &cfg).is_none());
+    assert!(matches!(
+        m.handle_timeout(300, &cfg),
+        Some(HttpEvent::ResponseTimeout)
+    ));
+    // The caller answers (504); the timeout does not fire again meanwhile.
+    assert!(m.is_responding());
+    assert!(m.handle_timeout(10_000, &cfg).is_none());
+    m.respond(&HttpResponse::text(504, "late"), false, 300, &mut out);
+    assert!(drain(&mut out).starts_with(b"HTTP/1.1 504"));
+}
+
+#[test]
+fn streamed_answers_are_chunked_on_1_1_and_close_delimited_on_1_0() {
+    let mut out = OutQueue::default();
+    let mut m = Http1::new(0);
+    let mut input: &[u8] = b"GET /s HTTP/1.1\r\nHost: x\r\n\r\nGET /t HTTP/1.1\r\nHost: x\r\n\r\n";
+    next_request(&mut m, &mut input, 0, &mut out);
+    m.park(0);
+    m.start_stream(&HttpResponse::text(200, ""), false, &mut out);
+    m.send_chunk(b"hello ", &mut out);
+    m.send_chunk(b"", &mut out);
+    m.send_chunk(b"world", &mut out);
+    m.finish_stream(5, &mut out);
+    let wire = String::from_utf8(drain(&mut out)).unwrap();
+    assert!(wire.contains("Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"), "{wire}");
+    assert!(!wire.contains("Content-Length"), "{wire}");
+    // Kept alive: the next request is read.
+    assert_eq!(next_request(&mut m, &mut input, 5, &mut out), "/t");
+
+    let mut m = Http1::new(0);
+    let mut input: &[u8] = b"GET /s HTTP/1.0\r\n\r\n";
+    next_request(&mut m, &mut input, 0, &mut out);
+    m.start_stream(&HttpResponse::text(200, ""), false, &mut out);
+    m.send_chunk(b"raw", &mut out);
+    m.finish_stream(0, &mut out);
+    let wire = String::from_utf8(drain(&mut out)).unwrap();
+    assert!(wire.ends_with("Connection: close\r\n\r\nraw"), "{wire}");
+    assert!(m.is_done());
+}
+
+#[test]
+fn endless_pipelining_behind_a_parked_answer_is_bounded() {
+    let cfg = http_cfg();
+    let mut out = OutQueue::default();
+    let mut m = Http1::new(0);
+    let mut input: &[u8] = b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
+    next_request(&mut m, &mut input, 0, &mut out);
+    m.park(0);
+    let more = b"GET /more HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2_000);
+    for piece in more.chunks(4096) {
+        assert!(m.handle_read(&mut &piece[..], 0, &cfg, &mut out).is_none());
+    }
+    // The answer closes the connection: what did not fit was dropped.
+    m.respond(&HttpResponse::text(200, "ok"), false, 0, &mut out);
     assert!(m.is_done());
     assert!(String::from_utf8_lossy(&drain(&mut out)).contains("Connection: close"));
 }

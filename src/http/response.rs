@@ -89,6 +89,27 @@ impl HttpResponse {
     }
 }
 
+impl HttpResponse {
+    /// The head of a streamed response (the body is ignored): `Transfer-Encoding:
+    /// chunked` when `chunked`, else no length at all and `Connection: close` (the body
+    /// ends with the connection, as HTTP/1.0 does it).
+    pub fn encode_stream_head(&self, chunked: bool, keep_alive: bool) -> Vec<u8> {
+        let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        for (n, v) in &self.headers {
+            out.push_str(n);
+            out.push_str(": ");
+            out.push_str(v);
+            out.push_str("\r\n");
+        }
+        if chunked {
+            out.push_str("Transfer-Encoding: chunked\r\n");
+        }
+        let connection = if keep_alive { "keep-alive" } else { "close" };
+        out.push_str(&format!("Connection: {connection}\r\n\r\n"));
+        out.into_bytes()
+    }
+}
+
 /// The 101 response that completes a handshake.
 pub fn switching_protocols(accept: &str, protocol: Option<&str>) -> Vec<u8> {
     let mut out = format!(
@@ -122,7 +143,9 @@ fn reason(status: u16) -> &'static str {
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         _ => "Unknown",
     }
 }

@@ -59,6 +59,7 @@ impl Worker {
                     self.close_by_app(slot, code, &reason);
                 }
             }
+            Command::Http { id, part } => self.on_http_part(id, part),
             Command::Call { id, f } => {
                 if let Some(slot) = self.resolve(id) {
                     self.run_handler(slot, |_, ctx| f(ctx));

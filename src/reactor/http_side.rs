@@ -12,7 +12,11 @@ use super::session::Session;
 use super::worker::{Open, Proto, Worker};
 use crate::conn::{HttpEvent, Ws};
 use crate::http::{check_request_line, validate_upgrade, HandshakeError, HttpResponse, Request};
+use crate::hub::HttpPart;
+use crate::id::ConnId;
 use crate::metrics::{bump, HandshakeFailure};
+use crate::reply::HttpReply;
+use crate::router::HttpRoute;
 
 /// Most distinct request paths a worker interns; past it, each connection keeps its own
 /// copy, so a client inventing paths cannot grow the table.
@@ -24,9 +28,88 @@ impl Worker {
             HttpEvent::Request(req) => self.serve_http(slot, req),
             HttpEvent::Upgrade(req) => return self.upgrade(slot, req),
             HttpEvent::Rejected(err) => self.count_rejection(slot, &err),
+            HttpEvent::ResponseTimeout => {
+                tracing::warn!(
+                    worker = self.index,
+                    slot,
+                    "a deferred HTTP answer timed out: 504"
+                );
+                let resp = HttpResponse::text(
+                    504,
+                    "the application gave no answer within http_response_timeout_ms\n",
+                );
+                self.answer(slot, &resp);
+                return self.after_answer(slot);
+            }
             HttpEvent::RequestTimeout | HttpEvent::KeepAliveTimeout => {}
         }
         self.after_http(slot);
+    }
+
+    /// Gives the waiting request of `slot` its whole answer.
+    fn answer(&mut self, slot: usize, resp: &HttpResponse) {
+        let close = self.shutdown_deadline.is_some() || self.config.keepalive_timeout_ms == 0;
+        let now = self.tick();
+        if let Some(conn) = self.conns.get_mut(slot) {
+            if let Proto::Http(http) = &mut conn.proto {
+                http.respond(resp, close, now, &mut conn.out);
+            }
+        }
+    }
+
+    /// After an answer given outside the read path (deferred, or on a timeout): close
+    /// if the machine is done, else read the requests that were pipelined behind it.
+    fn after_answer(&mut self, slot: usize) {
+        self.after_http(slot);
+        let waiting = match self.conns.get(slot).map(|c| &c.proto) {
+            Some(Proto::Http(http)) => http.is_responding() || http.is_streaming(),
+            _ => true,
+        };
+        if !waiting {
+            self.on_bytes(slot, &[]);
+        }
+    }
+
+    /// A piece of a deferred answer, from an [`crate::HttpReply`] on any thread.
+    pub(super) fn on_http_part(&mut self, id: ConnId, part: HttpPart) {
+        let (worker, slot, generation) = id.parts();
+        let slot = slot as usize;
+        let close = self.shutdown_deadline.is_some() || self.config.keepalive_timeout_ms == 0;
+        let now = self.tick();
+        let conn = self
+            .conns
+            .get_mut(slot)
+            .filter(|c| worker == self.index && c.generation == generation);
+        let Some((http, out)) = conn.and_then(|c| match &mut c.proto {
+            Proto::Http(http) if http.is_responding() || http.is_streaming() => {
+                Some((http, &mut c.out))
+            }
+            _ => None,
+        }) else {
+            // The client left, or the answer came after a 504.
+            bump(&self.metrics.dropped_stale, 1);
+            return;
+        };
+        match part {
+            HttpPart::Whole(resp) => http.respond(&resp, close, now, out),
+            HttpPart::Head(resp) => {
+                http.start_stream(&resp, close, out);
+                http.send_chunk(&resp.body, out);
+            }
+            HttpPart::Chunk(bytes) => http.send_chunk(&bytes, out),
+            HttpPart::End => http.finish_stream(now, out),
+            HttpPart::Dropped if http.is_responding() => {
+                tracing::warn!(
+                    worker = self.index,
+                    slot,
+                    "a deferred HTTP reply was dropped unanswered: 500"
+                );
+                let resp = HttpResponse::text(500, "the application gave no answer\n");
+                http.respond(&resp, close, now, out);
+            }
+            HttpPart::Dropped => {}
+        }
+        self.after_answer(slot);
     }
 
     /// Answers a plain request from its route; with no plain route for the path, the
@@ -45,17 +128,35 @@ impl Worker {
             return self.reject(slot, err);
         };
         let hub = &self.env.hub;
-        // A panicking route must not take the worker (and every connection on it) down.
-        let resp = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route(&req, hub)))
-            .unwrap_or_else(|_| {
-                tracing::error!(path = %req.path, "HTTP route panicked; answering 500");
-                HttpResponse::text(500, "internal error\n")
-            });
-        let close = self.shutdown_deadline.is_some() || self.config.keepalive_timeout_ms == 0;
-        let now = self.tick();
-        if let Some(conn) = self.conns.get_mut(slot) {
-            if let Proto::Http(http) = &mut conn.proto {
-                http.respond(&resp, close, now, &mut conn.out);
+        match route.clone() {
+            HttpRoute::Now(route) => {
+                // A panicking route must not take the worker (and every connection on
+                // it) down.
+                let resp =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route(&req, hub)))
+                        .unwrap_or_else(|_| {
+                            tracing::error!(path = %req.path, "HTTP route panicked; answering 500");
+                            HttpResponse::text(500, "internal error\n")
+                        });
+                self.answer(slot, &resp);
+            }
+            HttpRoute::Later(route) => {
+                let now = self.tick();
+                let Some(conn) = self.conns.get_mut(slot) else {
+                    return;
+                };
+                let id = ConnId::new(self.index, slot as u32, conn.generation);
+                if let Proto::Http(http) = &mut conn.proto {
+                    http.park(now);
+                }
+                let reply = HttpReply::new(hub.clone(), id);
+                // A panic drops the reply, which answers 500.
+                let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    route(&req, hub, reply)
+                }));
+                if called.is_err() {
+                    tracing::error!(path = %req.path, "HTTP route panicked");
+                }
             }
         }
     }

@@ -167,6 +167,7 @@ impl Worker {
                 max_body_bytes: config.max_body_bytes,
                 request_timeout: ticks(config.handshake_timeout()),
                 keepalive_timeout: ticks(config.keepalive_timeout()),
+                response_timeout: ticks(config.http_response_timeout()),
             },
             ws_cfg: WsConfig {
                 limits: config.decoder_limits(),
@@ -540,6 +541,7 @@ impl Worker {
                     tracing::debug!(worker = self.index, slot, "request timeout");
                     self.drop_conn(slot, None);
                 }
+                Some(ev @ HttpEvent::ResponseTimeout) => self.on_http_event(slot, ev),
                 Some(_) => self.drop_conn(slot, None),
                 None => self.reschedule(slot),
             },
