@@ -54,6 +54,12 @@ impl<T> TimerWheel<T> {
 
     /// Moves every entry due by `now` into `out`.
     pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<T>) {
+        if self.len == 0 {
+            // Nothing to find (the handler-timer wheel, most of the time): not even the
+            // clock is read. `current` may fall behind; the first expire after an insert
+            // then walks at most one turn of empty buckets.
+            return;
+        }
         let now_tick = self.tick_of(now);
         // After a long stall, one turn of the wheel visits every bucket.
         let from = self.current + 1;

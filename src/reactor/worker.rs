@@ -119,6 +119,8 @@ pub(crate) struct Worker {
     /// The origin of this worker's [`Tick`]s.
     epoch: Instant,
     pub(super) now: Instant,
+    /// `now` as a [`Tick`].
+    now_tick: Tick,
     pub(super) shutdown_deadline: Option<Instant>,
     accept_retry_at: Option<Instant>,
 }
@@ -182,15 +184,22 @@ impl Worker {
             scratch: Vec::new(),
             epoch: now,
             now,
+            now_tick: 0,
             shutdown_deadline: None,
             accept_retry_at: None,
         })
     }
 
-    /// `now` as a tick, rounded down.
+    /// `now` as a tick, rounded down (computed once per loop turn).
     pub(super) fn tick(&self) -> Tick {
+        self.now_tick
+    }
+
+    /// Reads the clock: `now` and its tick, for the whole loop turn.
+    fn update_now(&mut self) {
+        self.now = Instant::now();
         let ms = self.now.saturating_duration_since(self.epoch).as_millis();
-        (ms / TICK.as_millis()).min(Tick::MAX as u128) as Tick
+        self.now_tick = (ms / TICK.as_millis()).min(Tick::MAX as u128) as Tick;
     }
 
     fn instant(&self, t: Tick) -> Instant {
@@ -241,7 +250,7 @@ impl Worker {
                 tracing::error!(worker = self.index, "poll failed: {e}");
                 break;
             }
-            self.now = Instant::now();
+            self.update_now();
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),
@@ -407,15 +416,11 @@ impl Worker {
                         None => return,
                     }
                 }
+                // Pongs the machine queued go out with the caller's flush (`read` flushes
+                // after every read; other callers mark the connection dirty).
                 Proto::Ws(open) => match open.ws.handle_read(&mut input, now, &mut conn.out) {
                     Some(ev) => self.on_ws_event(slot, ev),
-                    None => {
-                        // Pongs may have been queued.
-                        if !conn.out.is_empty() {
-                            self.mark_dirty(slot);
-                        }
-                        return;
-                    }
+                    None => return,
                 },
                 Proto::Closing => return,
             }
