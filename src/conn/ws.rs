@@ -72,6 +72,7 @@ impl Ws {
 
     /// Takes frames from `input` until one completes a message or ends the connection,
     /// and returns that; `None` when `input` is used up. Call again with the rest.
+    #[inline]
     pub fn handle_read(
         &mut self,
         input: &mut &[u8],

@@ -70,6 +70,7 @@ impl Worker {
 
     /// Runs `f` with the handler and a context for the open connection in `slot`, then
     /// carries out what it asked for.
+    #[inline]
     pub(super) fn run_handler(
         &mut self,
         slot: usize,

@@ -53,6 +53,7 @@ pub(super) struct HandlerEnv {
 impl HandlerEnv {
     /// Runs one handler callback with a context over `session`, returning what it asked
     /// for.
+    #[inline]
     pub(super) fn run(
         &self,
         id: ConnId,
