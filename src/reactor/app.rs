@@ -22,9 +22,11 @@ use crate::metrics::bump;
 use crate::ws::{close_code, is_valid_close_code};
 
 /// Something to queue on a connection.
-enum Outgoing {
+enum Outgoing<'a> {
     Message(Message),
-    Shared(Payload),
+    /// Borrowed: each recipient takes a handle to the payload's encoded frame, not to
+    /// the payload (one reference-count increment per recipient, not three).
+    Shared(&'a Payload),
 }
 
 impl Worker {
@@ -32,13 +34,13 @@ impl Worker {
         match cmd {
             Command::Send { to, payload } => {
                 if let Some(slot) = self.resolve(to) {
-                    self.enqueue(slot, Outgoing::Shared(payload));
+                    self.enqueue(slot, Outgoing::Shared(&payload));
                 }
             }
             Command::SendMany { to, payload } => {
                 for id in to {
                     if let Some(slot) = self.resolve(id) {
-                        self.enqueue(slot, Outgoing::Shared(payload.clone()));
+                        self.enqueue(slot, Outgoing::Shared(&payload));
                     }
                 }
             }
@@ -212,7 +214,7 @@ impl Worker {
     }
 
     /// Queues a message for an open connection, applying the slow-consumer policy.
-    fn enqueue(&mut self, slot: usize, out: Outgoing) {
+    fn enqueue(&mut self, slot: usize, out: Outgoing<'_>) {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
@@ -231,7 +233,7 @@ impl Worker {
         }
         match out {
             Outgoing::Message(msg) => open.ws.send(msg, &mut conn.out),
-            Outgoing::Shared(payload) => open.ws.send_payload(&payload, &mut conn.out),
+            Outgoing::Shared(payload) => open.ws.send_payload(payload, &mut conn.out),
         }
         bump(&self.metrics.frames_out, 1);
         self.mark_dirty(slot);
@@ -281,7 +283,7 @@ impl Worker {
                 }),
         );
         for &slot in &targets {
-            self.enqueue(slot, Outgoing::Shared(payload.clone()));
+            self.enqueue(slot, Outgoing::Shared(payload));
         }
         targets.clear();
         self.scratch = targets;
@@ -293,7 +295,7 @@ impl Worker {
             targets.extend(members.iter().copied());
         }
         for &slot in &targets {
-            self.enqueue(slot, Outgoing::Shared(payload.clone()));
+            self.enqueue(slot, Outgoing::Shared(payload));
         }
         targets.clear();
         self.scratch = targets;
