@@ -113,7 +113,8 @@ pub struct MetricsSnapshot {
     pub connections_total: u64,
     /// Data messages received (whole messages, after reassembly).
     pub frames_in: u64,
-    /// Frames queued for sending (data, control and close).
+    /// Frames queued for sending: data, close and heartbeat pings. Pongs are queued by the
+    /// WebSocket machine itself and not counted.
     pub frames_out: u64,
     /// Bytes read from sockets.
     pub bytes_in: u64,
@@ -176,7 +177,7 @@ impl MetricsSnapshot {
         metric(
             "frames_out_total",
             "counter",
-            "Frames queued for sending.",
+            "Data, close and ping frames queued for sending (pongs are not counted).",
             self.frames_out,
         );
         metric(
