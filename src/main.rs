@@ -126,6 +126,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // A closed stderr must not turn every log line into a panic (the subscriber
+        // reports its own write errors with eprintln!, which panics then).
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
@@ -202,8 +205,10 @@ fn serve(builder: ServerBuilder) -> ExitCode {
         for sig in signals.forever() {
             seen += 1;
             if seen == 1 {
-                tracing::info!(signal = sig, "stopping: closing connections with 1001");
+                // Stop first: if logging fails (stderr closed by a supervisor), the
+                // shutdown must still happen.
                 stopper.stop();
+                tracing::info!(signal = sig, "stopping: closing connections with 1001");
             } else {
                 tracing::warn!("second signal: exiting now");
                 std::process::exit(130);

@@ -57,3 +57,32 @@ fn binary_exits_zero_on_sigterm_after_closing_clients_with_1001() {
     };
     assert!(code.success(), "exit status {code}");
 }
+
+#[test]
+fn binary_stops_on_sigterm_even_when_its_stderr_is_closed() {
+    // A supervisor that stopped reading the logs: every log line now fails to write.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["echo", "--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(child.stderr.take());
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 15 s after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+}
