@@ -281,8 +281,13 @@ impl Http1 {
         };
         let keep = keep_alive && !close && !self.overflow;
         out.push_bytes(resp.encode(keep, head_only));
+        self.done_answering(keep, now);
+    }
+
+    /// One more request answered: on to the next (kept alive) or done.
+    fn done_answering(&mut self, keep_alive: bool, now: Tick) {
         self.answered += 1;
-        if keep {
+        if keep_alive {
             self.state = State::Head;
             self.since = now;
         } else {
@@ -378,13 +383,7 @@ impl Http1 {
         if chunked && !head_only {
             out.push_bytes(b"0\r\n\r\n".to_vec());
         }
-        self.answered += 1;
-        if keep_alive {
-            self.state = State::Head;
-            self.since = now;
-        } else {
-            self.state = State::Done;
-        }
+        self.done_answering(keep_alive, now);
     }
 
     /// Answers with `resp` and closes: for an upgrade the caller refused, a path with

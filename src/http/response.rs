@@ -69,19 +69,8 @@ impl HttpResponse {
     /// `Connection: close`; for a `HEAD` request (`head_only`) the body is left out but
     /// its length still announced (RFC 9110 §9.3.2).
     pub fn encode(&self, keep_alive: bool, head_only: bool) -> Vec<u8> {
-        let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
-        for (n, v) in &self.headers {
-            out.push_str(n);
-            out.push_str(": ");
-            out.push_str(v);
-            out.push_str("\r\n");
-        }
-        let connection = if keep_alive { "keep-alive" } else { "close" };
-        out.push_str(&format!(
-            "Content-Length: {}\r\nConnection: {connection}\r\n\r\n",
-            self.body.len()
-        ));
-        let mut bytes = out.into_bytes();
+        let framing = format!("Content-Length: {}\r\n", self.body.len());
+        let mut bytes = self.head(&framing, keep_alive).into_bytes();
         if !head_only {
             bytes.extend_from_slice(&self.body);
         }
@@ -94,6 +83,17 @@ impl HttpResponse {
     /// chunked` when `chunked`, else no length at all and `Connection: close` (the body
     /// ends with the connection, as HTTP/1.0 does it).
     pub fn encode_stream_head(&self, chunked: bool, keep_alive: bool) -> Vec<u8> {
+        let framing = if chunked {
+            "Transfer-Encoding: chunked\r\n"
+        } else {
+            ""
+        };
+        self.head(framing, keep_alive).into_bytes()
+    }
+
+    /// The status line, the headers, `framing` (the body's length or coding) and the
+    /// `Connection` header, through the blank line.
+    fn head(&self, framing: &str, keep_alive: bool) -> String {
         let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         for (n, v) in &self.headers {
             out.push_str(n);
@@ -101,12 +101,12 @@ impl HttpResponse {
             out.push_str(v);
             out.push_str("\r\n");
         }
-        if chunked {
-            out.push_str("Transfer-Encoding: chunked\r\n");
-        }
+        out.push_str(framing);
         let connection = if keep_alive { "keep-alive" } else { "close" };
-        out.push_str(&format!("Connection: {connection}\r\n\r\n"));
-        out.into_bytes()
+        out.push_str("Connection: ");
+        out.push_str(connection);
+        out.push_str("\r\n\r\n");
+        out
     }
 }
 
