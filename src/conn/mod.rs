@@ -1,8 +1,9 @@
 //! Per-connection protocol machines, sans-IO: what a connection *is* once bytes arrive.
 //!
 //! Owns the state of one connection's protocol — an HTTP/1.1 exchange ([`Http1`]: requests,
-//! keep-alive, pipelining, chunked bodies, the upgrade request) or an open WebSocket
-//! ([`Ws`]: frames, ping/pong, the close handshake, heartbeat and idle checks) — and the
+//! keep-alive, pipelining, chunked bodies, the upgrade request), an open WebSocket
+//! ([`Ws`]: frames, ping/pong, the close handshake, heartbeat and idle checks) or the
+//! linger after the last word ([`Closing`]) — and the
 //! queue of bytes it owes the peer ([`OutQueue`]). It holds no socket, no clock and no
 //! thread, and knows nothing of routes, handlers or the hub: the reactor feeds it bytes
 //! and the current [`Tick`], and gets back events and queued output.
@@ -30,6 +31,7 @@
 //! Machines are tested without sockets in `tests.rs`: input split at every byte, and a
 //! virtual clock that jumps.
 
+mod closing;
 mod http1;
 mod outq;
 mod ws;
@@ -37,6 +39,7 @@ mod ws;
 #[cfg(test)]
 mod tests;
 
+pub use closing::Closing;
 pub use http1::{Http1, Http1Config, HttpEvent};
 pub use outq::OutQueue;
 pub use ws::{Ws, WsConfig, WsEvent};

@@ -457,3 +457,28 @@ fn heartbeat_and_idle_follow_the_virtual_clock() {
     assert!(m.handle_timeout(9_000, &cfg, &mut out).is_none());
     assert!(m.close(1000, "again", None, &mut out).is_none());
 }
+
+// ---- Closing ---------------------------------------------------------------------
+
+#[test]
+fn after_our_close_the_peer_gets_close_timeout_and_its_bytes_are_ignored() {
+    // Our close at 100 (idle timeout here), with a 50-tick linger.
+    let cfg = ws_cfg();
+    let mut ws = Ws::new(DecoderLimits::default(), 0);
+    let mut out = OutQueue::default();
+    let Some(WsEvent::Closed { code: 1001, .. }) = ws.handle_timeout(750, &cfg, &mut out) else {
+        panic!("no idle close");
+    };
+    let mut closing = Closing::new(750, 50);
+    assert_eq!(closing.poll_timeout(), 800);
+    // Whatever the peer still sends, split anyhow, is discarded.
+    let late = client_stream();
+    for piece in late.chunks(3) {
+        let mut input = piece;
+        closing.handle_read(&mut input);
+        assert!(input.is_empty());
+    }
+    assert!(!closing.handle_timeout(799));
+    assert!(closing.handle_timeout(800));
+    assert!(closing.handle_timeout(60_000));
+}

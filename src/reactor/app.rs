@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::session::Session;
 use super::worker::{timer_key, Proto, Worker};
 use crate::config::SlowConsumerPolicy;
-use crate::conn::WsEvent;
+use crate::conn::{Closing, WsEvent};
 use crate::handler::Handler;
 use crate::hub::{Action, Command, Context};
 use crate::id::ConnId;
@@ -128,7 +128,8 @@ impl Worker {
             return;
         };
         let (generation, ip) = (conn.generation, conn.ip);
-        let Proto::Ws(mut open) = std::mem::replace(&mut conn.proto, Proto::Closing) else {
+        let placeholder = Proto::Closing(Closing::new(0, 0));
+        let Proto::Ws(mut open) = std::mem::replace(&mut conn.proto, placeholder) else {
             return;
         };
         self.enter_closing(slot);

@@ -34,7 +34,9 @@ use super::admission::Admission;
 use super::session::{HandlerEnv, Session};
 use super::timer::TimerWheel;
 use crate::config::Config;
-use crate::conn::{ticks, Http1, Http1Config, HttpEvent, OutQueue, Tick, Ws, WsConfig, TICK};
+use crate::conn::{
+    ticks, Closing, Http1, Http1Config, HttpEvent, OutQueue, Tick, Ws, WsConfig, TICK,
+};
 use crate::hub::{Command, Hub, WAKER};
 use crate::id::ConnId;
 use crate::io::{Io, ReadOutcome};
@@ -59,7 +61,7 @@ pub(super) struct Open {
 pub(super) enum Proto {
     Http(Box<Http1>),
     Ws(Box<Open>),
-    Closing,
+    Closing(Closing),
 }
 
 pub(super) struct Conn {
@@ -422,7 +424,7 @@ impl Worker {
                     Some(ev) => self.on_ws_event(slot, ev),
                     None => return,
                 },
-                Proto::Closing => return,
+                Proto::Closing(closing) => return closing.handle_read(&mut input),
             }
         }
     }
@@ -445,17 +447,12 @@ impl Worker {
     /// Moves a connection to `Closing`: flush what is queued, shut the write side, and
     /// drop it when the peer closes or `close_timeout_ms` passes.
     pub(super) fn enter_closing(&mut self, slot: usize) {
-        let at = self
-            .tick()
-            .saturating_add(ticks(self.config.close_timeout()));
-        let at_instant = self.instant(at);
+        let closing = Closing::new(self.tick(), ticks(self.config.close_timeout()));
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        conn.proto = Proto::Closing;
-        conn.deadline = Some(at);
-        self.timers
-            .insert(timer_key(slot, conn.generation), at_instant);
+        conn.proto = Proto::Closing(closing);
+        self.reschedule(slot);
         self.mark_dirty(slot);
     }
 
@@ -469,7 +466,7 @@ impl Worker {
         let due = match &conn.proto {
             Proto::Http(http) => http.poll_timeout(&self.http_cfg),
             Proto::Ws(open) => open.ws.poll_timeout(now, &self.ws_cfg),
-            Proto::Closing => return,
+            Proto::Closing(closing) => Some(closing.poll_timeout()),
         };
         let Some(due) = due else {
             return;
@@ -508,7 +505,7 @@ impl Worker {
         match conn.io.write_from(&mut conn.out) {
             Ok((drained, written)) => {
                 bump(&self.metrics.bytes_out, written as u64);
-                if drained && matches!(conn.proto, Proto::Closing) && !conn.write_shut {
+                if drained && matches!(conn.proto, Proto::Closing(_)) && !conn.write_shut {
                     // Our last bytes are out: half-close so the peer sees EOF, but keep
                     // reading until it closes, so unread input does not turn our close
                     // into a reset that could destroy the bytes we just sent.
@@ -539,7 +536,8 @@ impl Worker {
         }
         conn.deadline = None;
         match &mut conn.proto {
-            Proto::Closing => self.drop_conn(slot, None),
+            Proto::Closing(closing) if closing.handle_timeout(now) => self.drop_conn(slot, None),
+            Proto::Closing(_) => self.reschedule(slot),
             Proto::Http(http) => match http.handle_timeout(now, &self.http_cfg) {
                 Some(HttpEvent::RequestTimeout) => {
                     self.metrics.handshake_failed(HandshakeFailure::Timeout);
