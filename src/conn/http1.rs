@@ -271,17 +271,25 @@ impl Http1 {
     /// without `keep-alive`) or the caller does (`close`: shutting down, say). Does
     /// nothing if no request is waiting for an answer.
     pub fn respond(&mut self, resp: &HttpResponse, close: bool, now: Tick, out: &mut OutQueue) {
-        let State::Responding {
-            keep_alive,
-            head_only,
-            ..
-        } = self.state
-        else {
+        let Some((keep_alive, head_only)) = self.waiting(close) else {
             return;
         };
-        let keep = keep_alive && !close && !self.overflow;
-        out.push_bytes(resp.encode(keep, head_only));
-        self.done_answering(keep, now);
+        out.push_bytes(resp.encode(keep_alive, head_only));
+        self.done_answering(keep_alive, now);
+    }
+
+    /// For the request waiting for its answer: whether the connection may stay open after
+    /// it (the client's wish, the caller's `close`, and no overflow) and whether it is a
+    /// `HEAD`. `None` if no request is waiting.
+    fn waiting(&self, close: bool) -> Option<(bool, bool)> {
+        match self.state {
+            State::Responding {
+                keep_alive,
+                head_only,
+                ..
+            } => Some((keep_alive && !close && !self.overflow, head_only)),
+            _ => None,
+        }
     }
 
     /// One more request answered: on to the next (kept alive) or done.
@@ -327,16 +335,12 @@ impl Http1 {
     /// Starts a streamed answer to the waiting request: the head of `resp` (its body is
     /// ignored) without a length, chunked for HTTP/1.1, close-delimited for HTTP/1.0.
     pub fn start_stream(&mut self, resp: &HttpResponse, close: bool, out: &mut OutQueue) {
-        let State::Responding {
-            keep_alive,
-            head_only,
-            ..
-        } = self.state
-        else {
+        let Some((keep_alive, head_only)) = self.waiting(close) else {
             return;
         };
         let chunked = self.version >= 1;
-        let keep_alive = keep_alive && chunked && !close && !self.overflow;
+        // A close-delimited (HTTP/1.0) body can only end by closing.
+        let keep_alive = keep_alive && chunked;
         out.push_bytes(resp.encode_stream_head(chunked, keep_alive));
         self.state = State::Streaming {
             keep_alive,

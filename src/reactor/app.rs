@@ -85,6 +85,7 @@ impl Worker {
         let Some(open) = conn.open_mut() else {
             return;
         };
+        // Not `self.conn_id`: the connection is borrowed from the slab here.
         let id = ConnId::new(self.index, slot as u32, generation);
         let route = open.session.route();
         let actions = self.env.run(id, ip, &mut open.session, f);

@@ -46,9 +46,15 @@ impl Worker {
         self.after_http(slot);
     }
 
+    /// Whether answers should close their connection: shutting down, or keep-alive
+    /// turned off.
+    fn close_after_answer(&self) -> bool {
+        self.shutdown_deadline.is_some() || self.config.keepalive_timeout_ms == 0
+    }
+
     /// Gives the waiting request of `slot` its whole answer.
     fn answer(&mut self, slot: usize, resp: &HttpResponse) {
-        let close = self.shutdown_deadline.is_some() || self.config.keepalive_timeout_ms == 0;
+        let close = self.close_after_answer();
         let now = self.tick();
         if let Some(conn) = self.conns.get_mut(slot) {
             if let Proto::Http(http) = &mut conn.proto {
@@ -74,7 +80,7 @@ impl Worker {
     pub(super) fn on_http_part(&mut self, id: ConnId, part: HttpPart) {
         let (worker, slot, generation) = id.parts();
         let slot = slot as usize;
-        let close = self.shutdown_deadline.is_some() || self.config.keepalive_timeout_ms == 0;
+        let close = self.close_after_answer();
         let now = self.tick();
         let conn = self
             .conns
@@ -142,10 +148,11 @@ impl Worker {
             }
             HttpRoute::Later(route) => {
                 let now = self.tick();
-                let Some(conn) = self.conns.get_mut(slot) else {
+                let Some(generation) = self.conns.get(slot).map(|c| c.generation) else {
                     return;
                 };
-                let id = ConnId::new(self.index, slot as u32, conn.generation);
+                let id = self.conn_id(slot, generation);
+                let conn = &mut self.conns[slot];
                 if let Proto::Http(http) = &mut conn.proto {
                     http.park(now);
                 }
