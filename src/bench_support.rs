@@ -3,7 +3,7 @@
 pub use crate::bench::conn::{next_frame, RawFrame};
 use crate::conn::OutQueue;
 use crate::handler::Message;
-use crate::message::Payload;
+use crate::message::ws_frame_of;
 use crate::ws::OpCode;
 
 /// `n` connection queues, to measure fan-out into them.
@@ -16,11 +16,12 @@ impl FanoutQueues {
         FanoutQueues((0..n).map(|_| OutQueue::default()).collect())
     }
 
-    /// What a broadcast does: encode once, queue a shared handle on every queue.
+    /// What a broadcast does: encode once (as the payload's cache does), queue a shared
+    /// handle on every queue.
     pub fn push_shared(&mut self, msg: &Message) {
-        let payload = Payload::from(msg.clone());
+        let frame = ws_frame_of(msg);
         for q in &mut self.0 {
-            q.push_shared(payload.ws_frame().clone());
+            q.push_shared(frame.clone());
         }
     }
 

@@ -45,17 +45,21 @@ impl Payload {
 
     /// The WebSocket frame for this payload, encoded on first use and shared after.
     pub fn ws_frame(&self) -> &Arc<[u8]> {
-        self.0.ws_frame.get_or_init(|| {
-            let (op, bytes) = match &self.0.msg {
-                Message::Text(s) => (OpCode::Text, s.as_bytes()),
-                Message::Binary(b) => (OpCode::Binary, b.as_slice()),
-            };
-            // Collected straight into the shared allocation: the iterator's exact length
-            // lets `Arc<[u8]>` allocate once.
-            let header = FrameHeader::new(true, op, bytes.len(), None);
-            header.as_bytes().iter().chain(bytes).copied().collect()
-        })
+        self.0.ws_frame.get_or_init(|| ws_frame_of(&self.0.msg))
     }
+}
+
+/// `msg` as one unmasked WebSocket frame in a shared buffer: the encoding a [`Payload`]
+/// caches.
+pub(crate) fn ws_frame_of(msg: &Message) -> Arc<[u8]> {
+    let (op, bytes) = match msg {
+        Message::Text(s) => (OpCode::Text, s.as_bytes()),
+        Message::Binary(b) => (OpCode::Binary, b.as_slice()),
+    };
+    // Collected straight into the shared allocation: the iterator's exact length lets
+    // `Arc<[u8]>` allocate once.
+    let header = FrameHeader::new(true, op, bytes.len(), None);
+    header.as_bytes().iter().chain(bytes).copied().collect()
 }
 
 impl From<Message> for Payload {
