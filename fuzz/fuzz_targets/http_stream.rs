@@ -13,6 +13,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+
+#[path = "common/cuts.rs"]
+mod cuts;
+use cuts::split_input;
 use switchboard::conn::{Http1, Http1Config, HttpEvent, OutQueue};
 use switchboard::http::{HttpLimits, HttpResponse};
 
@@ -28,7 +32,7 @@ const CFG: Http1Config = Http1Config {
 };
 
 fuzz_target!(|data: &[u8]| {
-    let (cuts, stream) = split_input(data);
+    let (cuts, stream) = split_input(data, 8);
     let whole = drive(&[stream]);
     let mut pieces = Vec::new();
     let mut at = 0;
@@ -43,22 +47,6 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(drive(&bytes), whole, "byte at a time");
     }
 });
-
-fn split_input(data: &[u8]) -> (Vec<usize>, &[u8]) {
-    let n = data.first().map_or(0, |b| (b % 8) as usize);
-    let header = (1 + 2 * n).min(data.len());
-    let raw = &data[1.min(data.len())..header];
-    let body = &data[header..];
-    let mut cuts: Vec<usize> = raw
-        .chunks(2)
-        .map(|c| {
-            let v = u16::from_le_bytes([c[0], *c.get(1).unwrap_or(&0)]) as usize;
-            v % (body.len() + 1)
-        })
-        .collect();
-    cuts.sort_unstable();
-    (cuts, body)
-}
 
 /// The events (as text) and the bytes the machine sent, for `reads` fed in order.
 fn drive(reads: &[&[u8]]) -> (Vec<String>, Vec<u8>) {

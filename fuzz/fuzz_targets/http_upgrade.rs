@@ -15,6 +15,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+
+#[path = "common/cuts.rs"]
+mod cuts;
+use cuts::split_input;
 use switchboard::http::{
     check_request_line, parse_request, validate_upgrade, HandshakeError, HttpLimits, Parsed,
     UpgradePolicy,
@@ -26,7 +30,7 @@ const SMALL: HttpLimits = HttpLimits {
 };
 
 fuzz_target!(|data: &[u8]| {
-    let (cuts, body) = split_input(data);
+    let (cuts, body) = split_input(data, 5);
     let policy = UpgradePolicy {
         allowed_origins: vec!["http://a.test".into()],
         subprotocols: vec!["chat".into()],
@@ -35,23 +39,6 @@ fuzz_target!(|data: &[u8]| {
         check(body, &cuts, &limits, &policy);
     }
 });
-
-/// Reads the cut count and positions off the front of `data`; missing bytes read as 0.
-fn split_input(data: &[u8]) -> (Vec<usize>, &[u8]) {
-    let n = data.first().map_or(0, |b| (b % 5) as usize);
-    let header = (1 + 2 * n).min(data.len());
-    let raw = &data[1.min(data.len())..header];
-    let body = &data[header..];
-    let mut cuts: Vec<usize> = raw
-        .chunks(2)
-        .map(|c| {
-            let v = u16::from_le_bytes([c[0], *c.get(1).unwrap_or(&0)]) as usize;
-            v % (body.len() + 1)
-        })
-        .collect();
-    cuts.sort_unstable();
-    (cuts, body)
-}
 
 fn check(body: &[u8], cuts: &[usize], limits: &HttpLimits, policy: &UpgradePolicy) {
     let whole = parse_request(body, limits);
@@ -67,7 +54,11 @@ fn check(body: &[u8], cuts: &[usize], limits: &HttpLimits, policy: &UpgradePolic
         }
         Ok(Parsed::Complete { request, consumed }) => {
             let consumed = *consumed;
-            assert!(consumed <= body.len(), "consumed {consumed} > input {}", body.len());
+            assert!(
+                consumed <= body.len(),
+                "consumed {consumed} > input {}",
+                body.len()
+            );
             assert!(consumed <= limits.max_handshake_bytes);
             assert!(request.headers.len() <= limits.max_headers);
             assert!(
@@ -115,7 +106,10 @@ fn check_request(request: &switchboard::http::Request, policy: &UpgradePolicy) {
     }
     match validate_upgrade(request, policy) {
         Ok(up) => {
-            assert!(line.is_ok(), "upgrade accepted but request line rejected: {line:?}");
+            assert!(
+                line.is_ok(),
+                "upgrade accepted but request line rejected: {line:?}"
+            );
             assert!(
                 up.response.starts_with(b"HTTP/1.1 101 "),
                 "101 response: {:?}",
@@ -123,11 +117,17 @@ fn check_request(request: &switchboard::http::Request, policy: &UpgradePolicy) {
             );
             assert!(up.response.ends_with(b"\r\n\r\n"));
             if let Some(p) = &up.protocol {
-                assert!(policy.subprotocols.contains(p), "chose unoffered protocol {p:?}");
+                assert!(
+                    policy.subprotocols.contains(p),
+                    "chose unoffered protocol {p:?}"
+                );
             }
             if let Some(origin) = request.header("Origin") {
                 assert!(
-                    policy.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+                    policy
+                        .allowed_origins
+                        .iter()
+                        .any(|o| o.eq_ignore_ascii_case(origin)),
                     "accepted origin {origin:?}"
                 );
             }
@@ -150,5 +150,9 @@ fn check_error(e: &HandshakeError) {
     );
     let resp = e.response().to_bytes();
     let prefix = format!("HTTP/1.1 {status} ");
-    assert!(resp.starts_with(prefix.as_bytes()), "{:?}", String::from_utf8_lossy(&resp));
+    assert!(
+        resp.starts_with(prefix.as_bytes()),
+        "{:?}",
+        String::from_utf8_lossy(&resp)
+    );
 }
