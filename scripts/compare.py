@@ -58,6 +58,17 @@ def cpu_seconds(pid):
     return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def summarize(runs):
+    """Median value, median server CPU µs per completed operation, and "ok" if every run
+    exited 0 (else "ERRORS")."""
+    value = statistics.median(r["value"] for r in runs)
+    ops = [r.get("completed", 0) for r in runs]
+    cpu = [r["server_cpu_s"] for r in runs]
+    per_op = statistics.median(c / m * 1e6 for c, m in zip(cpu, ops) if m) if any(ops) else float("nan")
+    clean = "ok" if all(r["exit"] == 0 for r in runs) else "ERRORS"
+    return value, per_op, clean
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -139,17 +150,9 @@ def main():
     print("|---|---|---|---|---|---|")
     for name in names:
         unit = SCENARIOS[name][2]
-        med = {}
-        per_msg = {}
-        clean = {}
+        med, per_msg, clean = {}, {}, {}
         for server, runs in results[name].items():
-            med[server] = statistics.median(r["value"] for r in runs)
-            msgs = [r.get("completed", 0) for r in runs]
-            cpu = [r["server_cpu_s"] for r in runs]
-            per_msg[server] = (
-                statistics.median(c / m * 1e6 for c, m in zip(cpu, msgs) if m) if any(msgs) else float("nan")
-            )
-            clean[server] = "ok" if all(r["exit"] == 0 for r in runs) else "ERRORS"
+            med[server], per_msg[server], clean[server] = summarize(runs)
         ratio = med["switchboard"] / med["tokio-tungstenite"] if med["tokio-tungstenite"] else float("inf")
         print(
             f"| {name} | {med['tokio-tungstenite']:,.0f} {unit} | {med['switchboard']:,.0f} {unit} | "

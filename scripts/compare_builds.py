@@ -17,11 +17,12 @@ import os
 import re
 import resource
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from compare import cpu_seconds, summarize  # scripts/compare.py: the same bookkeeping
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORT = 19301
@@ -55,12 +56,6 @@ wrk.body = '{{"to": {{"userId": "nobody"}}, "type": "NOTICE", "body": {{"n": 1}}
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {API_KEY}"
 """
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        rest = f.read().rsplit(") ", 1)[1].split()
-    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start(binary, kind):
@@ -176,13 +171,7 @@ def main():
         unit = SCENARIOS[name][3]
         med, per_op, clean = {}, {}, {}
         for build, runs in results[name].items():
-            med[build] = statistics.median(r["value"] for r in runs)
-            ops = [r.get("completed", 0) for r in runs]
-            cpu = [r["server_cpu_s"] for r in runs]
-            per_op[build] = (
-                statistics.median(c / m * 1e6 for c, m in zip(cpu, ops) if m) if any(ops) else float("nan")
-            )
-            clean[build] = "ok" if all(r["exit"] == 0 for r in runs) else "ERRORS"
+            med[build], per_op[build], clean[build] = summarize(runs)
         ratio = med["after"] / med["before"] if med["before"] else float("inf")
         print(
             f"| {name} | {med['before']:,.0f} {unit} | {med['after']:,.0f} {unit} | {ratio:.2f}× | "
