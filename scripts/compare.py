@@ -1,12 +1,19 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark: `switchboard echo` against a tokio-tungstenite server.
+"""Side-by-side benchmark: `switchboard echo` against a tokio-tungstenite server and,
+when given, a uWebSockets server built locally.
 
-Builds both (release), then for each scenario runs the bench client against each server
-in turn, A B A B..., with the server pinned to core 0 and the client to core 1
-(`taskset`), one server thread each. Prints a table of medians and ratios, and the
-server's CPU time per message (meaningful even when the client is the bottleneck).
+Builds switchboard and the tokio-tungstenite peer (release), then for each scenario runs
+the bench client against each server in turn, A B A B..., with the server pinned to core 0
+and the client to core 1 (`taskset`), one server thread each. The bench client reads the
+server's CPU time over its measured window (`--server-pid`), so every rate is also given
+per fully busy server core: rate / server CPU share. Prints medians of both.
 
-Usage: scripts/compare.py [--rounds N] [--duration S] [--only NAME ...] [--json FILE]
+--uws BIN adds a uWebSockets server the user built: `BIN PORT` must listen on 127.0.0.1,
+echo every text or binary message on any path, and on /broadcast publish each message to
+every /broadcast connection, the sender included. Nothing of uWebSockets is in this
+repository; BENCHMARKS.md names the commit measured.
+
+Usage: scripts/compare.py [--rounds N] [--duration S] [--only NAME ...] [--uws BIN] [--json FILE]
 """
 import argparse
 import json
@@ -20,7 +27,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SB = os.path.join(ROOT, "target/release/switchboard")
 TT = os.path.join(ROOT, "target/release/examples/tokio_tungstenite_server")
-PORT = {"switchboard": 19201, "tokio-tungstenite": 19202}
+PORT = {"switchboard": 19201, "tokio-tungstenite": 19202, "uws": 19203}
+UWS = None  # path of a locally built uWebSockets peer, from --uws
 
 
 def build():
@@ -35,6 +43,8 @@ def start(server):
     port = PORT[server]
     if server == "switchboard":
         cmd = [SB, "echo", "--listen", f"127.0.0.1:{port}", "--workers", "1"]
+    elif server == "uws":
+        cmd = [UWS, str(port)]
     else:
         cmd = [TT, f"127.0.0.1:{port}", "1"]
     p = subprocess.Popen(
@@ -62,9 +72,12 @@ def summarize(runs):
     """Median value, median server CPU µs per completed operation, and "ok" if every run
     exited 0 (else "ERRORS")."""
     value = statistics.median(r["value"] for r in runs)
-    ops = [r.get("completed", 0) for r in runs]
-    cpu = [r["server_cpu_s"] for r in runs]
-    per_op = statistics.median(c / m * 1e6 for c, m in zip(cpu, ops) if m) if any(ops) else float("nan")
+    if all("server_cpu_us_per_event" in r for r in runs):
+        per_op = statistics.median(r["server_cpu_us_per_event"] for r in runs)
+    else:
+        ops = [r.get("completed", 0) for r in runs]
+        cpu = [r["server_cpu_s"] for r in runs]
+        per_op = statistics.median(c / m * 1e6 for c, m in zip(cpu, ops) if m) if any(ops) else float("nan")
     clean = "ok" if all(r["exit"] == 0 for r in runs) else "ERRORS"
     return value, per_op, clean
 
@@ -85,6 +98,11 @@ SCENARIOS = {
         "rate_per_s",
         "deliveries/s",
     ),
+    "broadcast_10000x64B": (
+        ["broadcast", "--subscribers", "10000", "--publishers", "1", "-k", "16", "-s", "64"],
+        "rate_per_s",
+        "deliveries/s",
+    ),
     "connect": (["connect", "-c", "50"], "rate_per_s", "handshakes/s"),
     "idle_memory_10000": (["hold", "-c", "10000"], "server_bytes_per_conn", "bytes/conn"),
 }
@@ -102,8 +120,7 @@ def run_once(server, name, duration):
             "--warmup", "1",
             "--json",
         ]
-        if args[0] == "hold":
-            cmd += ["--server-pid", str(proc.pid)]
+        cmd += ["--server-pid", str(proc.pid)]
         cpu0 = cpu_seconds(proc.pid)
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         cpu1 = cpu_seconds(proc.pid)
@@ -111,8 +128,12 @@ def run_once(server, name, duration):
             raise RuntimeError(f"bench printed nothing: {out.stderr[-500:]}")
         result = json.loads(out.stdout)
         result["exit"] = out.returncode
-        result["server_cpu_s"] = cpu1 - cpu0
+        # The bench's own figure covers only its measured window; this one the whole run.
+        result["server_cpu_total_s"] = cpu1 - cpu0
+        result.setdefault("server_cpu_s", cpu1 - cpu0)
         result["value"] = result.get(key, 0)
+        # Per fully busy server core: the rate over the server's CPU share while measuring.
+        result["per_core"] = result.get("per_busy_core") or result["value"]
         return result
     finally:
         proc.terminate()
@@ -123,45 +144,70 @@ def run_once(server, name, duration):
 
 
 def main():
+    global UWS
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--uws", help="a locally built uWebSockets peer binary (see the docstring)")
     ap.add_argument("--json")
     a = ap.parse_args()
     build()
+    servers = ["switchboard", "tokio-tungstenite"]
+    if a.uws:
+        UWS = os.path.abspath(a.uws)
+        servers.append("uws")
     names = a.only or list(SCENARIOS)
-    results = {n: {"switchboard": [], "tokio-tungstenite": []} for n in names}
+    results = {n: {s: [] for s in servers} for n in names}
     for name in names:
         for r in range(a.rounds):
-            for server in ("switchboard", "tokio-tungstenite"):
+            for server in servers:
                 res = run_once(server, name, a.duration)
                 results[name][server].append(res)
                 print(
                     f"{name:<20} round {r + 1} {server:<18} {res['value']:>14,.0f} "
-                    f"{SCENARIOS[name][2]}  exit {res['exit']}  lost {res.get('lost')} "
-                    f"corrupted {res.get('corrupted')}  client CPU {res.get('client_cpu_s', 0):.2f}s  "
-                    f"server CPU {res['server_cpu_s']:.2f}s",
+                    f"{SCENARIOS[name][2]}  per busy core {res['per_core']:>14,.0f}  "
+                    f"server busy {res.get('server_busy', 0) * 100:3.0f}%  exit {res['exit']}  "
+                    f"lost {res.get('lost')} corrupted {res.get('corrupted')}  "
+                    f"client CPU {res.get('client_cpu_s', 0):.2f}s",
                     file=sys.stderr,
                     flush=True,
                 )
-    print()
-    print(f"| scenario | tokio-tungstenite | switchboard | ratio | server CPU µs/msg (tt / sb) | integrity (tt / sb) |")
-    print("|---|---|---|---|---|---|")
-    for name in names:
-        unit = SCENARIOS[name][2]
-        med, per_msg, clean = {}, {}, {}
-        for server, runs in results[name].items():
-            med[server], per_msg[server], clean[server] = summarize(runs)
-        ratio = med["switchboard"] / med["tokio-tungstenite"] if med["tokio-tungstenite"] else float("inf")
-        print(
-            f"| {name} | {med['tokio-tungstenite']:,.0f} {unit} | {med['switchboard']:,.0f} {unit} | "
-            f"{ratio:.2f}× | {per_msg['tokio-tungstenite']:.2f} / {per_msg['switchboard']:.2f} | "
-            f"{clean['tokio-tungstenite']} / {clean['switchboard']} |"
-        )
+    print_table(names, servers, results)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)
+
+
+def print_table(names, servers, results):
+    """Medians per server: the rate, the rate per busy server core, and switchboard's ratio
+    to each peer per busy core (memory: the plain figure, lower is better)."""
+    peers = [s for s in servers if s != "switchboard"]
+    head = " | ".join(f"{s} (rate / per busy core)" for s in servers)
+    ratios = " | ".join(f"sb / {p}" for p in peers)
+    print()
+    print(f"| scenario | {head} | {ratios} | server CPU µs/op ({' / '.join(servers)}) | exit |")
+    print("|---|" + "---|" * (len(servers) + len(peers) + 2))
+    for name in names:
+        unit = SCENARIOS[name][2]
+        cells, per_core, per_op, clean = [], {}, [], []
+        for s in servers:
+            runs = results[name][s]
+            value, op, ok = summarize(runs)
+            per_core[s] = statistics.median(r["per_core"] for r in runs)
+            if name.startswith("idle_memory"):
+                cells.append(f"{value:,.0f} {unit}")
+            else:
+                cells.append(f"{value:,.0f} / {per_core[s]:,.0f} {unit}")
+            per_op.append(f"{op:.2f}")
+            clean.append(ok)
+        ratio = []
+        for p in peers:
+            if name.startswith("idle_memory"):
+                ratio.append(f"{per_core[p] / per_core['switchboard']:.2f}× less" if per_core["switchboard"] else "n/a")
+            else:
+                ratio.append(f"{per_core['switchboard'] / per_core[p]:.2f}×" if per_core[p] else "n/a")
+        print(f"| {name} | {' | '.join(cells)} | {' | '.join(ratio)} | {' / '.join(per_op)} | {' / '.join(clean)} |")
 
 
 if __name__ == "__main__":

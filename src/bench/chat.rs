@@ -139,7 +139,7 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
     });
     let t0 = Instant::now();
     let (warmup, duration, rate) = (a.common.warmup(), a.common.duration(), a.rate.max(0.01));
-    let printer = spawn_progress(progress.clone(), "deliveries");
+    let printer = spawn_progress(progress.clone(), "deliveries", a.common.server_pid);
     let mut handles = Vec::new();
     for t in 0..threads {
         let a = a.clone();
@@ -345,7 +345,7 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
         }
     }
     progress.done.store(true, Ordering::Release);
-    let _ = printer.join();
+    let server = printer.join().ok().flatten();
     let total = |v: &Vec<AtomicU64>| v.iter().map(|x| x.load(Ordering::Acquire)).sum::<u64>();
     // Private messages reach one user; group and channel messages reach every user
     // (everyone is subscribed to the bench channel).
@@ -387,6 +387,7 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
                 ("rate_per_user", a.rate.into()),
                 ("by_type", Value::Object(per_kind)),
             ],
-        ),
+        )
+        .with_server(server),
     ))
 }

@@ -89,6 +89,11 @@ pub struct CommonArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// The server's process id (same machine): report its CPU share while the bench was
+    /// measuring and the rate per fully busy server core (`hold`: its memory per
+    /// connection).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }
 
 /// A parsed `ws://` URL.

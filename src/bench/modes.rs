@@ -81,9 +81,6 @@ pub struct HoldArgs {
     /// Handshakes in progress at once while opening.
     #[arg(long, default_value_t = 200)]
     pub concurrency: usize,
-    /// The server's process id: report its resident memory per connection.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
 }
 
 fn check_size(size: usize) -> Result<(), BenchError> {
@@ -158,7 +155,7 @@ pub(crate) fn echo(a: EchoArgs) -> Result<(bool, Report), BenchError> {
     let threads = a.common.threads();
     let (size, in_flight, connections) = (a.size, a.in_flight.max(1), a.connections);
     let p = progress.clone();
-    let printer = spawn_progress(progress.clone(), "round trips");
+    let printer = spawn_progress(progress.clone(), "round trips", a.common.server_pid);
     let stats = run_threads(&a.common, "/", &progress, move |t, mut d| {
         let mut s = Stats::default();
         let mine = share(connections, t, threads);
@@ -273,7 +270,7 @@ pub(crate) fn echo(a: EchoArgs) -> Result<(bool, Report), BenchError> {
         close_all(&mut d);
         s
     })?;
-    let _ = printer.join();
+    let server = printer.join().ok().flatten();
     let measured = a.common.duration();
     Ok((
         a.common.json,
@@ -288,7 +285,8 @@ pub(crate) fn echo(a: EchoArgs) -> Result<(bool, Report), BenchError> {
                 ("in_flight", a.in_flight.into()),
                 ("size", a.size.into()),
             ],
-        ),
+        )
+        .with_server(server),
     ))
 }
 
@@ -338,7 +336,7 @@ pub(crate) fn broadcast(a: BroadcastArgs) -> Result<(bool, Report), BenchError> 
         received_unique.clone(),
         start_ns.clone(),
     );
-    let printer = spawn_progress(progress.clone(), "deliveries");
+    let printer = spawn_progress(progress.clone(), "deliveries", a.common.server_pid);
     let stats = run_threads(&a.common, "/broadcast", &progress, move |t, mut d| {
         let mut s = Stats::default();
         let mine = share(total, t, threads);
@@ -504,7 +502,7 @@ pub(crate) fn broadcast(a: BroadcastArgs) -> Result<(bool, Report), BenchError> 
             .sum();
         s
     })?;
-    let _ = printer.join();
+    let server = printer.join().ok().flatten();
     let mut stats = stats;
     let published_total: u64 = published.iter().map(|x| x.load(Ordering::Acquire)).sum();
     stats.lost = (published_total * total as u64).saturating_sub(stats.unique);
@@ -522,7 +520,8 @@ pub(crate) fn broadcast(a: BroadcastArgs) -> Result<(bool, Report), BenchError> 
                 ("published", published_total.into()),
                 ("size", a.size.into()),
             ],
-        ),
+        )
+        .with_server(server),
     ))
 }
 
@@ -536,7 +535,7 @@ pub(crate) fn connect(a: ConnectArgs) -> Result<(bool, Report), BenchError> {
     let threads = a.common.threads();
     let concurrency = a.concurrency.max(1);
     let p = progress.clone();
-    let printer = spawn_progress(progress.clone(), "handshakes");
+    let printer = spawn_progress(progress.clone(), "handshakes", a.common.server_pid);
     let stats = run_threads(&a.common, "/", &progress, move |t, mut d| {
         let mut s = Stats::default();
         let mine = share(concurrency, t, threads).max(1);
@@ -588,7 +587,7 @@ pub(crate) fn connect(a: ConnectArgs) -> Result<(bool, Report), BenchError> {
         }
         s
     })?;
-    let _ = printer.join();
+    let server = printer.join().ok().flatten();
     Ok((
         a.common.json,
         Report::new(
@@ -598,7 +597,8 @@ pub(crate) fn connect(a: ConnectArgs) -> Result<(bool, Report), BenchError> {
             stats,
             run_start,
             vec![("concurrency", a.concurrency.into())],
-        ),
+        )
+        .with_server(server),
     ))
 }
 
@@ -616,7 +616,7 @@ pub(crate) fn hold(a: HoldArgs) -> Result<(bool, Report), BenchError> {
     ensure_fds(a.connections as u64)?;
     let progress = Arc::new(Progress::default());
     let threads = a.common.threads();
-    let rss_before = a.server_pid.and_then(rss_kib);
+    let rss_before = a.common.server_pid.and_then(rss_kib);
     let opened = Arc::new(AtomicUsize::new(0));
     let all_open_at = Arc::new(AtomicU64::new(0));
     let (n, concurrency, hold_for) = (a.connections, a.concurrency.max(1), a.common.duration());
@@ -625,8 +625,8 @@ pub(crate) fn hold(a: HoldArgs) -> Result<(bool, Report), BenchError> {
     let (opened2, all_open2) = (opened.clone(), all_open_at.clone());
     let rss_open = Arc::new(AtomicU64::new(0));
     let rss_open2 = rss_open.clone();
-    let pid = a.server_pid;
-    let printer = spawn_progress(progress.clone(), "opened");
+    let pid = a.common.server_pid;
+    let printer = spawn_progress(progress.clone(), "opened", None);
     let stats = run_threads(&a.common, "/", &progress, move |t, mut d| {
         let mut s = Stats::default();
         let mine = share(n, t, threads);
@@ -701,7 +701,7 @@ pub(crate) fn hold(a: HoldArgs) -> Result<(bool, Report), BenchError> {
         }
         s
     })?;
-    let _ = printer.join();
+    let server = printer.join().ok().flatten();
     let mut extra = vec![
         ("connections", n.into()),
         ("opened", opened.load(Ordering::Acquire).into()),
@@ -719,6 +719,6 @@ pub(crate) fn hold(a: HoldArgs) -> Result<(bool, Report), BenchError> {
     }
     Ok((
         a.common.json,
-        Report::new("hold", "connections", hold_for, stats, run_start, extra),
+        Report::new("hold", "connections", hold_for, stats, run_start, extra).with_server(server),
     ))
 }

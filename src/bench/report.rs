@@ -84,34 +84,85 @@ impl Stats {
 
 /// Client CPU time (user + system) so far, from /proc/self/stat.
 pub(crate) fn cpu_time() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return Duration::ZERO;
-    };
+    process_cpu("/proc/self/stat").unwrap_or(Duration::ZERO)
+}
+
+/// CPU time (user + system, all threads) of the process whose `stat` file is `path`.
+fn process_cpu(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name (which may contain spaces) start after ") ".
-    let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
-        return Duration::ZERO;
-    };
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
     // utime and stime are fields 14 and 15 of the full line: 11 and 12 after the name.
-    let total = ticks(11) + ticks(12);
-    Duration::from_millis(total * 10)
+    Some(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
+}
+
+/// The server's CPU over the part of the run that counted events (the measured window,
+/// to within one sample).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServerCpu {
+    pub(crate) cpu: Duration,
+    pub(crate) wall: Duration,
+    pub(crate) events: u64,
+}
+
+impl ServerCpu {
+    /// Share of one core the server used, 0..=1 per core.
+    pub(crate) fn busy(&self) -> f64 {
+        self.cpu.as_secs_f64() / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Samples of (time, events counted so far, server CPU so far).
+#[derive(Default)]
+struct CpuSamples {
+    path: String,
+    samples: Vec<(Instant, u64, Duration)>,
+}
+
+impl CpuSamples {
+    fn take(&mut self, events: u64) {
+        if let Some(cpu) = process_cpu(&self.path) {
+            self.samples.push((Instant::now(), events, cpu));
+        }
+    }
+
+    /// From the last sample before events started to the first with the final count.
+    fn window(&self) -> Option<ServerCpu> {
+        let last = self.samples.last()?.1;
+        let first = self.samples.iter().position(|s| s.1 > 0)?;
+        let start = self.samples[first.saturating_sub(1)];
+        let end = *self.samples.iter().find(|s| s.1 == last)?;
+        (end.0 > start.0).then(|| ServerCpu {
+            cpu: end.2.saturating_sub(start.2),
+            wall: end.0 - start.0,
+            events: end.1 - start.1,
+        })
+    }
 }
 
 /// Prints one progress line a second to stderr until `done`.
-pub(crate) fn spawn_progress(p: Arc<Progress>, label: &'static str) -> std::thread::JoinHandle<()> {
+pub(crate) fn spawn_progress(
+    p: Arc<Progress>,
+    label: &'static str,
+    server_pid: Option<u32>,
+) -> std::thread::JoinHandle<Option<ServerCpu>> {
     std::thread::spawn(move || {
         let start = Instant::now();
         let mut last_events = 0;
         let mut last_cpu = cpu_time();
         let mut last = Instant::now();
+        let mut server = server_pid.map(|pid| CpuSamples {
+            path: format!("/proc/{pid}/stat"),
+            samples: Vec::new(),
+        });
+        // Short sleeps so the server's CPU is read close to the window's edges.
         while !p.done.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(20));
+            if let Some(s) = server.as_mut() {
+                s.take(p.events.load(Ordering::Relaxed));
+            }
             if last.elapsed() < Duration::from_secs(1) {
                 continue;
             }
@@ -131,6 +182,7 @@ pub(crate) fn spawn_progress(p: Arc<Progress>, label: &'static str) -> std::thre
             last_cpu = cpu;
             last = Instant::now();
         }
+        server.and_then(|s| s.window())
     })
 }
 
@@ -144,6 +196,8 @@ pub(crate) struct Report {
     /// Wall time of the whole run (connecting, warm-up, measuring, draining).
     pub(crate) elapsed: Duration,
     pub(crate) extra: Vec<(&'static str, serde_json::Value)>,
+    /// The server's CPU while measuring, when its pid was given.
+    pub(crate) server: Option<ServerCpu>,
 }
 
 impl Report {
@@ -164,7 +218,20 @@ impl Report {
             client_cpu: cpu_time(),
             elapsed: run_start.elapsed(),
             extra,
+            server: None,
         }
+    }
+
+    /// Adds the server's CPU over the measured window.
+    pub(crate) fn with_server(mut self, server: Option<ServerCpu>) -> Self {
+        self.server = server;
+        self
+    }
+
+    /// The rate divided by the server's CPU share: what one fully busy core would do.
+    fn per_busy_core(&self) -> Option<f64> {
+        let busy = self.server?.busy();
+        (busy > 0.0).then(|| self.rate() / busy)
     }
 
     /// Whether the run was clean: nothing lost, corrupted, duplicated or reordered, and
@@ -212,6 +279,13 @@ impl Report {
             "client_cpu_s": self.client_cpu.as_secs_f64(),
             "elapsed_s": self.elapsed.as_secs_f64(),
         });
+        if let (Some(obj), Some(sv)) = (v.as_object_mut(), self.server) {
+            obj.insert("server_cpu_s".into(), sv.cpu.as_secs_f64().into());
+            obj.insert("server_busy".into(), sv.busy().into());
+            obj.insert("per_busy_core".into(), self.per_busy_core().into());
+            let per_event = sv.cpu.as_secs_f64() * 1e6 / sv.events.max(1) as f64;
+            obj.insert("server_cpu_us_per_event".into(), per_event.into());
+        }
         if let Some(obj) = v.as_object_mut() {
             for (k, val) in &self.extra {
                 obj.insert((*k).to_owned(), val.clone());
@@ -253,6 +327,16 @@ impl Report {
         );
         for (k, v) in &self.extra {
             println!("{k:<15} {v}");
+        }
+        if let (Some(sv), Some(per_core)) = (self.server, self.per_busy_core()) {
+            println!(
+                "server CPU      {:.0}% of one core while measuring; {:.0} {}/s per busy core; {:.2} µs per {}",
+                sv.busy() * 100.0,
+                per_core,
+                self.unit,
+                sv.cpu.as_secs_f64() * 1e6 / sv.events.max(1) as f64,
+                self.unit.trim_end_matches('s'),
+            );
         }
         println!(
             "client CPU      {:.2} s over {:.2} s ({:.0}% of one core)",
