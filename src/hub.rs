@@ -259,6 +259,18 @@ impl Hub {
         });
     }
 
+    /// [`Hub::send_to_group`] on every worker but `skip`.
+    fn send_to_group_except(&self, skip: usize, group: &Arc<str>, payload: &Payload) {
+        for (i, peer) in self.inner.peers.iter().enumerate() {
+            if i != skip {
+                peer.send(Command::Group {
+                    group: group.clone(),
+                    payload: payload.clone(),
+                });
+            }
+        }
+    }
+
     /// Starts the close handshake on a connection with `code` and `reason`.
     pub fn close(&self, id: ConnId, code: u16, reason: &str) {
         if let Some(peer) = self.peer(id.worker()) {
@@ -321,6 +333,10 @@ impl Hub {
 #[derive(Debug)]
 pub(crate) enum Action {
     Send(Message),
+    /// To connections of this worker, carried out without an inbox hop.
+    SendTo(ConnId, Payload),
+    SendMany(Vec<ConnId>, Payload),
+    Group(Arc<str>, Payload),
     Close(u16, String),
     Broadcast(Message),
     Join(String),
@@ -393,6 +409,43 @@ impl Context<'_> {
     /// Sends a text message to this connection.
     pub fn send_text(&mut self, text: impl Into<String>) {
         self.send(Message::Text(text.into()));
+    }
+
+    /// Sends `msg` to each of `to`, on any worker, encoding it once: what
+    /// [`Hub::send_many`] does, but recipients on this connection's worker get it as soon
+    /// as the callback returns, in order with this connection's own sends, without a trip
+    /// through the worker's inbox. Handlers that route messages between users (a chat)
+    /// should send this way.
+    pub fn send_many(&mut self, to: &[ConnId], msg: impl Into<Payload>) {
+        let payload = msg.into();
+        let me = self.id.worker();
+        if let [one] = to {
+            if one.worker() == me {
+                self.actions.push(Action::SendTo(*one, payload));
+            } else {
+                self.hub.send(*one, payload);
+            }
+            return;
+        }
+        let (local, remote): (Vec<ConnId>, Vec<ConnId>) =
+            to.iter().partition(|id| id.worker() == me);
+        if !remote.is_empty() {
+            self.hub.send_many(&remote, payload.clone());
+        }
+        if !local.is_empty() {
+            self.actions.push(Action::SendMany(local, payload));
+        }
+    }
+
+    /// Sends `msg` to every member of `group` on every worker, as
+    /// [`Hub::send_to_group`] does; this worker's members get it when the callback
+    /// returns, without an inbox hop.
+    pub fn send_to_group(&mut self, group: &str, msg: impl Into<Payload>) {
+        let payload = msg.into();
+        let group: Arc<str> = group.into();
+        self.hub
+            .send_to_group_except(self.id.worker(), &group, &payload);
+        self.actions.push(Action::Group(group, payload));
     }
 
     /// Starts the close handshake with `code` and `reason` (at most 123 bytes are sent;

@@ -56,10 +56,14 @@ pub(crate) fn ws_frame_of(msg: &Message) -> Arc<[u8]> {
         Message::Text(s) => (OpCode::Text, s.as_bytes()),
         Message::Binary(b) => (OpCode::Binary, b.as_slice()),
     };
-    // Collected straight into the shared allocation: the iterator's exact length lets
-    // `Arc<[u8]>` allocate once.
+    // Built in a Vec and copied: two allocations, but two memcpys; collecting the
+    // chained slices straight into the `Arc` went a byte at a time (callgrind: ~6
+    // instructions per byte).
     let header = FrameHeader::new(true, op, bytes.len(), None);
-    header.as_bytes().iter().chain(bytes).copied().collect()
+    let mut frame = Vec::with_capacity(header.as_bytes().len() + bytes.len());
+    frame.extend_from_slice(header.as_bytes());
+    frame.extend_from_slice(bytes);
+    Arc::from(frame)
 }
 
 impl From<Message> for Payload {

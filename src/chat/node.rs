@@ -14,7 +14,7 @@ use serde_json::json;
 use super::auth::{unix_now, AuthError, Authenticator, User};
 use super::config::{parse_duration, AuthMode, ChatConfig, SessionLimitPolicy};
 use super::metrics::ChatMetrics;
-use super::protocol::{self, code, Request};
+use super::protocol::{self, code, hot, Request};
 use super::registry::{Added, Registry, Session};
 use crate::config::ConfigError;
 use crate::handler::{Context, Handler, Message};
@@ -51,7 +51,8 @@ const TIMER_TOKEN_EXPIRY: u64 = 2;
 
 /// Per-connection chat state, kept in the connection's attributes.
 struct ConnState {
-    user: Option<User>,
+    /// Shared, so each message reads the sender without copying its strings.
+    user: Option<Arc<User>>,
     bad: u32,
     bad_since: Instant,
 }
@@ -126,7 +127,7 @@ impl ChatNode {
             ctx.hub().send_to_group(ALL_USERS, Message::Text(notice));
         }
         if let Some(state) = ctx.attributes_mut().get_mut::<ConnState>() {
-            state.user = Some(user);
+            state.user = Some(Arc::new(user));
         }
         Ok(())
     }
@@ -190,8 +191,7 @@ impl ChatHandler {
         text: &str,
         rid: Option<&str>,
     ) {
-        let body = json!({ "msgId": msg_id, "code": code_, "message": text });
-        Self::reply(ctx, protocol::message("SEND_RESPONSE", body, rid));
+        Self::reply(ctx, hot::send_response(msg_id, code_, text, rid));
     }
 }
 
@@ -347,23 +347,15 @@ impl Handler for ChatHandler {
                         rid,
                     );
                 }
-                let out = protocol::message(
-                    "SEND_TO_USER_REQUEST",
-                    json!({ "msgId": msg_id, "content": content, "fromUser": me.id }),
-                    None,
-                );
+                let out = hot::to_user(&msg_id, &content, &me.id);
                 node.metrics.delivered(to.len());
-                ctx.hub().send_many(&to, Message::Text(out));
+                ctx.send_many(&to, Message::Text(out));
                 Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
             }
             (Request::SendToAll { msg_id, content }, Some(me)) => {
-                let out = protocol::message(
-                    "SEND_TO_USER_REQUEST",
-                    json!({ "msgId": msg_id, "content": content, "fromUser": me.id }),
-                    None,
-                );
+                let out = hot::to_user(&msg_id, &content, &me.id);
                 node.metrics.delivered(node.registry.session_count());
-                ctx.hub().send_to_group(ALL_USERS, Message::Text(out));
+                ctx.send_to_group(ALL_USERS, Message::Text(out));
                 Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
             }
             (Request::Subscribe { channel }, Some(_)) => {
@@ -385,13 +377,9 @@ impl Handler for ChatHandler {
                 Some(me),
             ) => {
                 let to = node.registry.channel(&channel);
-                let out = protocol::message(
-                    "CHANNEL_MESSAGE",
-                    json!({ "channel": channel, "msgId": msg_id, "content": content, "fromUser": me.id }),
-                    None,
-                );
+                let out = hot::channel(&channel, &msg_id, &content, &me.id);
                 node.metrics.delivered(to.len());
-                ctx.hub().send_many(&to, Message::Text(out));
+                ctx.send_many(&to, Message::Text(out));
                 Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
             }
         }

@@ -4,6 +4,8 @@
 //! Owns parsing of client messages into typed requests and the shape of every message the
 //! node sends. It knows nothing of sessions or sockets.
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 /// Reply codes (`code` in `AUTH_RESPONSE`, `SEND_RESPONSE`, `*_RESPONSE` and `ERROR`).
@@ -24,6 +26,26 @@ pub mod code {
     pub const TOO_LARGE: i64 = 6;
 }
 
+/// A message's `content`: any JSON, kept as the client's text (checked to be JSON, not
+/// parsed into a tree), so the node forwards it without decoding and re-encoding it.
+#[derive(Debug, Clone)]
+pub struct Content(Box<RawValue>);
+
+impl Content {
+    /// The content as JSON text.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for Content {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl Eq for Content {}
+
 /// A client message, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -39,14 +61,14 @@ pub enum Request {
         /// Client's message id.
         msg_id: String,
         /// Any JSON.
-        content: Value,
+        content: Content,
     },
     /// `SEND_TO_ALL_REQUEST {msgId, content}`.
     SendToAll {
         /// Client's message id.
         msg_id: String,
         /// Any JSON.
-        content: Value,
+        content: Content,
     },
     /// `SUBSCRIBE_REQUEST {channel}`.
     Subscribe {
@@ -65,7 +87,7 @@ pub enum Request {
         /// Client's message id.
         msg_id: String,
         /// Any JSON.
-        content: Value,
+        content: Content,
     },
     /// `PING` or `ping`.
     Ping,
@@ -112,89 +134,141 @@ fn bad(message: impl Into<String>) -> BadMessage {
     }
 }
 
-fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, BadMessage> {
-    match body.get(name) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        Some(Value::String(_)) => Err(bad(format!("body.{name} is empty"))),
-        Some(_) => Err(bad(format!("body.{name} must be a string"))),
-        None => Err(bad(format!("body.{name} is missing"))),
+/// A field present in the text, `null` included (a plain `Option` would read `null` as
+/// absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// The envelope, with each part left as its JSON text: only what a request needs is
+/// decoded, and `content` never is.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow, default, deserialize_with = "present")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    body: Option<&'a RawValue>,
+    #[serde(rename = "requestId", borrow, default, deserialize_with = "present")]
+    request_id: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct Body<'a> {
+    #[serde(rename = "accessToken", borrow, default, deserialize_with = "present")]
+    access_token: Option<&'a RawValue>,
+    #[serde(rename = "toUser", borrow, default, deserialize_with = "present")]
+    to_user: Option<&'a RawValue>,
+    #[serde(rename = "msgId", borrow, default, deserialize_with = "present")]
+    msg_id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    channel: Option<&'a RawValue>,
+}
+
+fn is_object(raw: &RawValue) -> bool {
+    raw.get().starts_with('{')
+}
+
+/// A JSON string's value; `None` for any other JSON.
+fn as_string(raw: &RawValue) -> Option<String> {
+    if raw.get().starts_with('"') {
+        serde_json::from_str(raw.get()).ok()
+    } else {
+        None
+    }
+}
+
+/// An integer's decimal text; `None` for any other JSON.
+fn as_integer(raw: &RawValue) -> Option<String> {
+    let n: serde_json::Number = serde_json::from_str(raw.get()).ok()?;
+    (n.is_i64() || n.is_u64()).then(|| n.to_string())
+}
+
+fn field(raw: Option<&RawValue>, name: &str) -> Result<String, BadMessage> {
+    let raw = raw.ok_or_else(|| bad(format!("body.{name} is missing")))?;
+    match as_string(raw) {
+        Some(s) if !s.is_empty() => Ok(s),
+        Some(_) => Err(bad(format!("body.{name} is empty"))),
+        None => Err(bad(format!("body.{name} must be a string"))),
     }
 }
 
 /// An id field (`msgId`, `toUser`): a string, or an integer as Java clients send a
 /// `Long`, taken as its decimal string.
-fn id_field(body: &Value, name: &str) -> Result<String, BadMessage> {
-    match body.get(name) {
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
-        Some(Value::Number(_)) => Err(bad(format!("body.{name} must be a string or an integer"))),
-        _ => field(body, name).map(str::to_owned),
+fn id_field(raw: Option<&RawValue>, name: &str) -> Result<String, BadMessage> {
+    if let Some(n) = raw.filter(|r| !r.get().starts_with('"')) {
+        return as_integer(n)
+            .ok_or_else(|| bad(format!("body.{name} must be a string or an integer")));
     }
+    field(raw, name)
 }
 
-fn content(body: &Value) -> Result<Value, BadMessage> {
-    body.get("content")
-        .cloned()
+fn content(raw: Option<&RawValue>) -> Result<Content, BadMessage> {
+    raw.map(|r| Content(r.to_owned()))
         .ok_or_else(|| bad("body.content is missing"))
 }
 
 /// Parses one text frame: the request and its `requestId` (echoed in the reply).
 pub fn parse(text: &str) -> (Option<String>, Result<Request, BadMessage>) {
-    let v: Value = match serde_json::from_str(text) {
+    // Checked first: serde would also read a JSON array as this struct's fields.
+    if !text.trim_start().starts_with('{') {
+        return match serde_json::from_str::<&RawValue>(text) {
+            Ok(_) => (None, Err(bad("message must be a JSON object"))),
+            Err(e) => (None, Err(bad(format!("not JSON: {e}")))),
+        };
+    }
+    let env: Envelope<'_> = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => return (None, Err(bad(format!("not JSON: {e}")))),
     };
-    if !v.is_object() {
-        return (None, Err(bad("message must be a JSON object")));
-    }
-    let request_id = v.get("requestId").and_then(|r| match r {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    });
-    let Some(kind) = v.get("type").and_then(Value::as_str) else {
+    let request_id = env
+        .request_id
+        .and_then(|r| as_string(r).or_else(|| as_integer(r)));
+    let Some(kind) = env.kind.and_then(as_string) else {
         return (request_id, Err(bad("type is missing")));
     };
-    let empty = Value::Object(Default::default());
-    let body = v.get("body").unwrap_or(&empty);
-    if !body.is_object() {
-        return (request_id, Err(bad("body must be an object")));
-    }
-    let req = (|| {
-        Ok(match kind {
-            // A missing or empty token is the handler's to answer (AUTH_RESPONSE code 1,
-            // as seed 000 does), not a malformed message.
-            "AUTH_REQUEST" => Request::Auth {
-                token: body
-                    .get("accessToken")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-            },
-            "SEND_TO_ONE_REQUEST" => Request::SendToOne {
-                to_user: id_field(body, "toUser")?,
-                msg_id: id_field(body, "msgId")?,
-                content: content(body)?,
-            },
-            "SEND_TO_ALL_REQUEST" => Request::SendToAll {
-                msg_id: id_field(body, "msgId")?,
-                content: content(body)?,
-            },
-            "SUBSCRIBE_REQUEST" => Request::Subscribe {
-                channel: field(body, "channel")?.to_owned(),
-            },
-            "UNSUBSCRIBE_REQUEST" => Request::Unsubscribe {
-                channel: field(body, "channel")?.to_owned(),
-            },
-            "SEND_TO_CHANNEL_REQUEST" => Request::SendToChannel {
-                channel: field(body, "channel")?.to_owned(),
-                msg_id: id_field(body, "msgId")?,
-                content: content(body)?,
-            },
-            "PING" | "ping" => Request::Ping,
-            other => return Err(bad(format!("unknown type {other:?}"))),
-        })
-    })();
-    (request_id, req)
+    let body: Body<'_> = match env.body {
+        None => Body::default(),
+        Some(raw) if is_object(raw) => match serde_json::from_str(raw.get()) {
+            Ok(b) => b,
+            Err(e) => return (request_id, Err(bad(format!("body: {e}")))),
+        },
+        Some(_) => return (request_id, Err(bad("body must be an object"))),
+    };
+    (request_id, request(&kind, &body))
+}
+
+fn request(kind: &str, body: &Body<'_>) -> Result<Request, BadMessage> {
+    Ok(match kind {
+        // A missing or empty token is the handler's to answer (AUTH_RESPONSE code 1, as
+        // seed 000 does), not a malformed message.
+        "AUTH_REQUEST" => Request::Auth {
+            token: body.access_token.and_then(as_string).unwrap_or_default(),
+        },
+        "SEND_TO_ONE_REQUEST" => Request::SendToOne {
+            to_user: id_field(body.to_user, "toUser")?,
+            msg_id: id_field(body.msg_id, "msgId")?,
+            content: content(body.content)?,
+        },
+        "SEND_TO_ALL_REQUEST" => Request::SendToAll {
+            msg_id: id_field(body.msg_id, "msgId")?,
+            content: content(body.content)?,
+        },
+        "SUBSCRIBE_REQUEST" => Request::Subscribe {
+            channel: field(body.channel, "channel")?,
+        },
+        "UNSUBSCRIBE_REQUEST" => Request::Unsubscribe {
+            channel: field(body.channel, "channel")?,
+        },
+        "SEND_TO_CHANNEL_REQUEST" => Request::SendToChannel {
+            channel: field(body.channel, "channel")?,
+            msg_id: id_field(body.msg_id, "msgId")?,
+            content: content(body.content)?,
+        },
+        "PING" | "ping" => Request::Ping,
+        other => return Err(bad(format!("unknown type {other:?}"))),
+    })
 }
 
 /// A message from the node: `{"type", "body"}` plus `requestId` when replying.
@@ -215,9 +289,144 @@ pub fn error(code: i64, text: &str, request_id: Option<&str>) -> String {
     )
 }
 
+/// Writes `s` as a JSON string.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            out.push_str(&format!("\\u{b:04x}"));
+        } else {
+            out.push_str(esc);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// The messages sent for every routed chat message, written as text directly: they are
+/// the node's hot path, and a JSON tree per message costs more than the routing.
+pub mod hot {
+    use super::{push_json_str, Content};
+
+    /// `SEND_TO_USER_REQUEST {msgId, content, fromUser}`: a private or to-everyone
+    /// message as its recipients get it.
+    pub fn to_user(msg_id: &str, content: &Content, from: &str) -> String {
+        let mut o = String::with_capacity(80 + msg_id.len() + content.json().len() + from.len());
+        o.push_str(r#"{"type":"SEND_TO_USER_REQUEST","body":{"msgId":"#);
+        push_json_str(&mut o, msg_id);
+        o.push_str(r#","content":"#);
+        o.push_str(content.json());
+        o.push_str(r#","fromUser":"#);
+        push_json_str(&mut o, from);
+        o.push_str("}}");
+        o
+    }
+
+    /// `CHANNEL_MESSAGE {channel, msgId, content, fromUser}`.
+    pub fn channel(channel: &str, msg_id: &str, content: &Content, from: &str) -> String {
+        let mut o = String::with_capacity(
+            90 + channel.len() + msg_id.len() + content.json().len() + from.len(),
+        );
+        o.push_str(r#"{"type":"CHANNEL_MESSAGE","body":{"channel":"#);
+        push_json_str(&mut o, channel);
+        o.push_str(r#","msgId":"#);
+        push_json_str(&mut o, msg_id);
+        o.push_str(r#","content":"#);
+        o.push_str(content.json());
+        o.push_str(r#","fromUser":"#);
+        push_json_str(&mut o, from);
+        o.push_str("}}");
+        o
+    }
+
+    /// `SEND_RESPONSE {msgId, code, message}`, the sender's answer.
+    pub fn send_response(msg_id: &str, code: i64, text: &str, request_id: Option<&str>) -> String {
+        let mut o = String::with_capacity(80 + msg_id.len() + text.len());
+        o.push_str(r#"{"type":"SEND_RESPONSE","body":{"msgId":"#);
+        push_json_str(&mut o, msg_id);
+        o.push_str(r#","code":"#);
+        o.push_str(&code.to_string());
+        o.push_str(r#","message":"#);
+        push_json_str(&mut o, text);
+        o.push('}');
+        if let Some(r) = request_id {
+            o.push_str(r#","requestId":"#);
+            push_json_str(&mut o, r);
+        }
+        o.push('}');
+        o
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn raw(json: &str) -> Content {
+        Content(RawValue::from_string(json.to_owned()).unwrap())
+    }
+
+    #[test]
+    fn hot_messages_are_the_json_a_tree_would_give() {
+        let content = raw(r#"{"a":[1,"x\"y"]}"#);
+        let from = "用户\"\n\u{1}";
+        for (text, want) in [
+            (
+                hot::to_user("m\"1", &content, from),
+                json!({"type": "SEND_TO_USER_REQUEST", "body": {"msgId": "m\"1", "content": {"a": [1, "x\"y"]}, "fromUser": from}}),
+            ),
+            (
+                hot::channel("c", "m", &content, from),
+                json!({"type": "CHANNEL_MESSAGE", "body": {"channel": "c", "msgId": "m", "content": {"a": [1, "x\"y"]}, "fromUser": from}}),
+            ),
+            (
+                hot::send_response("m", 3, "user offline", Some("r\t")),
+                json!({"type": "SEND_RESPONSE", "body": {"msgId": "m", "code": 3, "message": "user offline"}, "requestId": "r\t"}),
+            ),
+        ] {
+            let got: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(got, want, "{text}");
+        }
+    }
+
+    #[test]
+    fn null_fields_are_present_and_content_is_kept_verbatim() {
+        let (_, r) = parse(r#"{"type":"SEND_TO_ALL_REQUEST","body":{"msgId":"m","content":null}}"#);
+        assert_eq!(
+            r,
+            Ok(Request::SendToAll {
+                msg_id: "m".into(),
+                content: raw("null")
+            })
+        );
+        let (_, r) = parse(r#"{"type":"SEND_TO_ALL_REQUEST","body":{"msgId":null,"content":1}}"#);
+        assert!(r.unwrap_err().message.contains("string or an integer"));
+        let (_, r) = parse(
+            r#"{"type":"SEND_TO_ALL_REQUEST","body":{"msgId":"m","content":[1, {"b" : 2}]}}"#,
+        );
+        assert_eq!(
+            r,
+            Ok(Request::SendToAll {
+                msg_id: "m".into(),
+                content: raw(r#"[1, {"b" : 2}]"#)
+            })
+        );
+        let (rid, _) = parse(r#"{"type":"PING","requestId":42}"#);
+        assert_eq!(rid.as_deref(), Some("42"));
+        assert!(parse(r#"{"type":"PING","body":{"x":}}"#).1.is_err());
+    }
 
     #[test]
     fn parses_the_seed_messages() {
@@ -230,7 +439,7 @@ mod tests {
             Ok(Request::SendToOne {
                 to_user: "番茄".into(),
                 msg_id: "m1".into(),
-                content: json!("hi")
+                content: raw("\"hi\"")
             })
         );
         assert_eq!(parse(r#"{"type":"ping"}"#).1, Ok(Request::Ping));
@@ -246,7 +455,7 @@ mod tests {
             Ok(Request::SendToOne {
                 to_user: "1024".into(),
                 msg_id: "9007199254740993".into(),
-                content: json!({})
+                content: raw("{}")
             })
         );
         let (_, r) = parse(r#"{"type":"SEND_TO_ALL_REQUEST","body":{"msgId":1.5,"content":1}}"#);

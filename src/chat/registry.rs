@@ -5,6 +5,7 @@
 //! (un)subscribe and each routed message; never held while sending.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,29 @@ struct Inner {
     by_tenant: HashMap<String, HashSet<ConnId>>,
     channels: HashMap<String, HashSet<ConnId>>,
     subscriptions: HashMap<ConnId, HashSet<String>>,
-    recent: HashMap<String, VecDeque<(String, Instant)>>,
+    recent: HashMap<String, Recent>,
+    /// Keyed at random per registry, so no client can choose message ids that collide.
+    id_hasher: std::collections::hash_map::RandomState,
+}
+
+/// One user's recent message ids, as keyed 64-bit hashes: a set to look up in, and the
+/// same hashes in arrival order to expire from.
+#[derive(Default)]
+struct Recent {
+    seen: HashSet<u64>,
+    order: VecDeque<(u64, Instant)>,
+}
+
+impl Recent {
+    fn forget_older_than(&mut self, now: Instant, window: Duration) {
+        while let Some(&(h, t)) = self.order.front() {
+            if now.duration_since(t) <= window && self.order.len() < RECENT_PER_USER {
+                break;
+            }
+            self.order.pop_front();
+            self.seen.remove(&h);
+        }
+    }
 }
 
 /// The session registry.
@@ -182,24 +205,23 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    /// True the first time `(user, msg_id)` is seen within `window`.
+    /// True the first time `(user, msg_id)` is seen within `window` (among the user's
+    /// last 1,024 ids).
     pub fn first_delivery(&self, user: &str, msg_id: &str, window: Duration) -> bool {
         let now = Instant::now();
         let mut g = self.lock();
-        let recent = g.recent.entry(user.to_owned()).or_default();
-        while recent
-            .front()
-            .is_some_and(|(_, t)| now.duration_since(*t) > window)
-        {
-            recent.pop_front();
+        let h = g.id_hasher.hash_one(msg_id);
+        if !g.recent.contains_key(user) {
+            g.recent.insert(user.to_owned(), Recent::default());
         }
-        if recent.iter().any(|(m, _)| m == msg_id) {
+        let Some(recent) = g.recent.get_mut(user) else {
+            return true;
+        };
+        recent.forget_older_than(now, window);
+        if !recent.seen.insert(h) {
             return false;
         }
-        if recent.len() >= RECENT_PER_USER {
-            recent.pop_front();
-        }
-        recent.push_back((msg_id.to_owned(), now));
+        recent.order.push_back((h, now));
         true
     }
 

@@ -41,7 +41,7 @@ mod tests;
 
 pub use closing::Closing;
 pub use http1::{Http1, Http1Config, HttpEvent};
-pub use outq::OutQueue;
+pub use outq::{OutQueue, StoragePool};
 pub use ws::{Ws, WsConfig, WsEvent};
 
 use std::time::Duration;

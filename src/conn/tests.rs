@@ -18,7 +18,7 @@ fn http_cfg() -> Http1Config {
 
 fn drain(out: &mut OutQueue) -> Vec<u8> {
     let mut wire = Vec::new();
-    out.flush(&mut wire).unwrap();
+    out.flush(&mut wire, &mut StoragePool::default()).unwrap();
     wire
 }
 

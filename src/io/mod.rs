@@ -18,7 +18,7 @@ use std::net::Shutdown;
 
 use mio::net::TcpStream;
 
-use crate::conn::OutQueue;
+use crate::conn::{OutQueue, StoragePool};
 
 /// What one read produced.
 #[derive(Debug)]
@@ -69,10 +69,14 @@ impl Io {
     }
 
     /// Writes as much of `out` as the transport takes: whether `out` is now empty, and
-    /// how many bytes went out.
-    pub(crate) fn write_from(&mut self, out: &mut OutQueue) -> io::Result<(bool, usize)> {
+    /// how many bytes went out. `pool` is the worker's scratch for gathering small frames.
+    pub(crate) fn write_from(
+        &mut self,
+        out: &mut OutQueue,
+        pool: &mut StoragePool,
+    ) -> io::Result<(bool, usize)> {
         match self {
-            Io::Plain(s) => out.flush(s),
+            Io::Plain(s) => out.flush(s, pool),
         }
     }
 

@@ -165,6 +165,19 @@ impl Worker {
         for action in actions.drain(..) {
             match action {
                 Action::Send(msg) => self.enqueue(slot, Outgoing::Message(msg)),
+                Action::SendTo(to, payload) => {
+                    if let Some(to) = self.resolve(to) {
+                        self.enqueue(to, Outgoing::Shared(&payload));
+                    }
+                }
+                Action::SendMany(to, payload) => {
+                    for id in to {
+                        if let Some(to) = self.resolve(id) {
+                            self.enqueue(to, Outgoing::Shared(&payload));
+                        }
+                    }
+                }
+                Action::Group(group, payload) => self.deliver_group(&group, &payload),
                 Action::Close(code, reason) => self.close_by_app(slot, code, &reason),
                 Action::Broadcast(msg) => self.broadcast(route, msg),
                 Action::Join(group) => self.join(slot, group.into()),
@@ -233,6 +246,7 @@ impl Worker {
             }
             return;
         }
+        conn.out.unpark_storage(&mut self.out_pool);
         match out {
             Outgoing::Message(msg) => open.ws.send(msg, &mut conn.out),
             Outgoing::Shared(payload) => open.ws.send_payload(payload, &mut conn.out),

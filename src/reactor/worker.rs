@@ -35,7 +35,7 @@ use super::session::{HandlerEnv, Session};
 use super::timer::TimerWheel;
 use crate::config::Config;
 use crate::conn::{
-    ticks, Closing, Http1, Http1Config, HttpEvent, OutQueue, Tick, Ws, WsConfig, TICK,
+    ticks, Closing, Http1, Http1Config, HttpEvent, OutQueue, StoragePool, Tick, Ws, WsConfig, TICK,
 };
 use crate::hub::{Command, Hub, WAKER};
 use crate::id::ConnId;
@@ -115,6 +115,8 @@ pub(crate) struct Worker {
     pub(super) paths: HashMap<Box<str>, Arc<str>>,
     /// Connections with queued output not yet flushed this turn.
     dirty: Vec<usize>,
+    /// Spare output-queue storage for this worker's connections.
+    pub(super) out_pool: StoragePool,
     /// Connections whose reads were paused and whose queues have drained.
     resume: Vec<usize>,
     pub(super) scratch: Vec<usize>,
@@ -182,6 +184,7 @@ impl Worker {
             groups: HashMap::new(),
             paths: HashMap::new(),
             dirty: Vec::new(),
+            out_pool: StoragePool::default(),
             resume: Vec::new(),
             scratch: Vec::new(),
             epoch: now,
@@ -375,7 +378,10 @@ impl Worker {
                 Ok(ReadOutcome::Data { n, more }) => {
                     bump(&self.metrics.bytes_in, n as u64);
                     self.on_bytes(slot, &buf[..n]);
-                    self.flush(slot);
+                    // Written at the end of the loop turn with everything else this turn
+                    // queued for the connection (messages from other connections
+                    // included): one write per connection per turn, as uWS "corks".
+                    self.mark_dirty(slot);
                     if let Some(conn) = self.conns.get_mut(slot) {
                         if conn.out.len() > self.config.write_high_water {
                             conn.read_paused = true;
@@ -418,8 +424,8 @@ impl Worker {
                         None => return,
                     }
                 }
-                // Pongs the machine queued go out with the caller's flush (`read` flushes
-                // after every read; other callers mark the connection dirty).
+                // Pongs the machine queued go out with the caller's flush (`read` marks
+                // the connection dirty after every read).
                 Proto::Ws(open) => match open.ws.handle_read(&mut input, now, &mut conn.out) {
                     Some(ev) => self.on_ws_event(slot, ev),
                     None => return,
@@ -502,9 +508,12 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        match conn.io.write_from(&mut conn.out) {
+        match conn.io.write_from(&mut conn.out, &mut self.out_pool) {
             Ok((drained, written)) => {
                 bump(&self.metrics.bytes_out, written as u64);
+                if drained {
+                    conn.out.park_storage(&mut self.out_pool);
+                }
                 if drained && matches!(conn.proto, Proto::Closing(_)) && !conn.write_shut {
                     // Our last bytes are out: half-close so the peer sees EOF, but keep
                     // reading until it closes, so unread input does not turn our close
