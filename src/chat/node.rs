@@ -347,16 +347,18 @@ impl Handler for ChatHandler {
                         rid,
                     );
                 }
+                // The sender's answer first: a sender among the recipients gets it
+                // before its own copy, as when delivery went through the hub.
+                Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
                 let out = hot::to_user(&msg_id, &content, &me.id);
                 node.metrics.delivered(to.len());
                 ctx.send_many(&to, Message::Text(out));
-                Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
             }
             (Request::SendToAll { msg_id, content }, Some(me)) => {
+                Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
                 let out = hot::to_user(&msg_id, &content, &me.id);
                 node.metrics.delivered(node.registry.session_count());
                 ctx.send_to_group(ALL_USERS, Message::Text(out));
-                Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
             }
             (Request::Subscribe { channel }, Some(_)) => {
                 node.registry.subscribe(ctx.id(), &channel);
@@ -377,10 +379,10 @@ impl Handler for ChatHandler {
                 Some(me),
             ) => {
                 let to = node.registry.channel(&channel);
+                Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
                 let out = hot::channel(&channel, &msg_id, &content, &me.id);
                 node.metrics.delivered(to.len());
                 ctx.send_many(&to, Message::Text(out));
-                Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
             }
         }
     }
