@@ -37,4 +37,5 @@ ir = next(int(m.group(1)) for line in open(f"{d}/cg.out")
 n = json.load(open(f"{d}/bench.json"))["sent"]
 print(f"instructions {ir:,}  messages {n:,}  per message {ir / n:,.0f}")
 PY
+cp "$out/cg.out" "${CG_KEEP:-/dev/null}" 2>/dev/null || true
 rm -rf "$out"

@@ -133,7 +133,8 @@ def run_once(server, name, duration):
         result.setdefault("server_cpu_s", cpu1 - cpu0)
         result["value"] = result.get(key, 0)
         # Per fully busy server core: the rate over the server's CPU share while measuring.
-        result["per_core"] = result.get("per_busy_core") or result["value"]
+        busy = result.get("server_busy") or 0
+        result["per_core"] = result["value"] / busy if busy > 0 else result["value"]
         return result
     finally:
         proc.terminate()

@@ -58,12 +58,20 @@ pub struct StoragePool {
     gather: Vec<u8>,
 }
 
-/// Storage kept in a pool: at most this many queues' worth...
-const POOL_MAX: usize = 4096;
+/// Storage kept in a pool: at most this many queues' worth (a broadcast to more
+/// connections than this allocates for the rest)...
+const POOL_MAX: usize = 256;
 /// ...each of at most this many chunks (a queue that grew larger frees its storage).
 const POOLED_CAPACITY_MAX: usize = 16;
 
 impl StoragePool {
+    /// Frees what the pool holds; the worker calls it when a poll found nothing to do,
+    /// so an idle server keeps none of it (idle memory per connection is a target).
+    pub fn clear(&mut self) {
+        self.spare = Vec::new();
+        self.gather = Vec::new();
+    }
+
     fn put(&mut self, d: VecDeque<Chunk>) {
         if d.capacity() <= POOLED_CAPACITY_MAX && self.spare.len() < POOL_MAX {
             self.spare.push(d);

@@ -256,6 +256,9 @@ impl Worker {
                 break;
             }
             self.update_now();
+            if events.is_empty() {
+                self.out_pool.clear();
+            }
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),

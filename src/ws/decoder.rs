@@ -216,6 +216,24 @@ impl DecoderState {
 
     /// Collects header bytes; true once the whole header is in and validated.
     fn read_header(&mut self, input: &mut &[u8]) -> Result<bool, ProtocolError> {
+        // The usual case, a whole header in the input, is copied in one go: collecting
+        // it a byte at a time was a fifth of the instructions of a 32-byte echo.
+        if self.header_len == 0 && input.len() >= 2 {
+            self.header[..2].copy_from_slice(&input[..2]);
+            self.header_len = 2;
+            let need = self.header_needed();
+            if input.len() >= need {
+                self.check_first_byte()?;
+                self.check_second_byte()?;
+                self.header[2..need].copy_from_slice(&input[2..need]);
+                self.header_len = need as u8;
+                *input = &input[need..];
+                self.start_frame()?;
+                self.header_len = 0;
+                return Ok(true);
+            }
+            self.header_len = 0;
+        }
         loop {
             let have = self.header_len as usize;
             let need = self.header_needed();
