@@ -59,8 +59,10 @@ pub struct StoragePool {
 }
 
 /// Storage kept in a pool: at most this many queues' worth (a broadcast to more
-/// connections than this allocates for the rest)...
-const POOL_MAX: usize = 256;
+/// connections than this allocates for the rest). The pool only grows when queues
+/// holding storage at the same time outnumber it, so this bounds a busy worker's
+/// spare memory (16,384 × 16 chunks × 32 B = 8 MiB at worst); an idle worker frees it.
+const POOL_MAX: usize = 16_384;
 /// ...each of at most this many chunks (a queue that grew larger frees its storage).
 const POOLED_CAPACITY_MAX: usize = 16;
 

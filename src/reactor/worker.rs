@@ -380,11 +380,23 @@ impl Worker {
             match conn.io.read(&mut buf, until_blocked) {
                 Ok(ReadOutcome::Data { n, more }) => {
                     bump(&self.metrics.bytes_in, n as u64);
+                    // Whatever the bytes make us queue (an HTTP answer, a pong, a
+                    // reply) goes into pooled storage, which the flush gives back: the
+                    // pool then never holds more than the queues busy at one time.
+                    conn.out.unpark_storage(&mut self.out_pool);
+                    let was_ws = matches!(conn.proto, Proto::Ws(_));
                     self.on_bytes(slot, &buf[..n]);
-                    // Written at the end of the loop turn with everything else this turn
-                    // queued for the connection (messages from other connections
-                    // included): one write per connection per turn, as uWS "corks".
-                    self.mark_dirty(slot);
+                    // A WebSocket's output is written at the end of the loop turn with
+                    // everything else this turn queued for it (messages from other
+                    // connections included): one write per connection per turn, as uWS
+                    // "corks". HTTP answers (the 101 included) leave at once, so a
+                    // handshake's buffers are freed before the next connection's (idle
+                    // memory per connection measured higher when they waited).
+                    if was_ws {
+                        self.mark_dirty(slot);
+                    } else {
+                        self.flush(slot);
+                    }
                     if let Some(conn) = self.conns.get_mut(slot) {
                         if conn.out.len() > self.config.write_high_water {
                             conn.read_paused = true;
