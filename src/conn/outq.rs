@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
-use crate::ws::{FrameHeader, OpCode};
+use crate::ws::{spare, FrameHeader, OpCode};
 
 /// Payloads up to this size are copied next to their header: one small buffer costs
 /// less than an extra iovec entry.
@@ -132,12 +132,15 @@ impl OutQueue {
                 if tail.len() + header.as_bytes().len() + payload.len() <= COALESCE_LIMIT {
                     tail.extend_from_slice(header.as_bytes());
                     tail.extend_from_slice(&payload);
+                    // The payload's buffer goes back for the next incoming message.
+                    spare::give(payload);
                     return;
                 }
             }
             let mut buf = Vec::with_capacity((header.as_bytes().len() + payload.len()).max(256));
             buf.extend_from_slice(header.as_bytes());
             buf.extend_from_slice(&payload);
+            spare::give(payload);
             self.chunks.push_back(Chunk::Owned(buf));
         } else {
             self.chunks.push_back(Chunk::Header(header));

@@ -351,7 +351,12 @@ impl DecoderState {
                 self.message = Some(self.opcode);
                 self.utf8 = Utf8Validator::new();
             }
-            self.message_buf.reserve((len as usize).min(MAX_PREALLOC));
+            let want = (len as usize).min(MAX_PREALLOC);
+            if self.message_buf.capacity() == 0 {
+                self.message_buf = super::spare::take(want);
+            } else {
+                self.message_buf.reserve(want);
+            }
         }
         self.remaining = len;
         self.payload_pos = 0;

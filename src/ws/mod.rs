@@ -8,6 +8,7 @@ mod decoder;
 mod error;
 pub mod frame;
 pub mod mask;
+pub(crate) mod spare;
 pub mod utf8;
 
 #[cfg(test)]
