@@ -215,16 +215,20 @@ impl OutQueue {
         if self.chunks.len() == 1 {
             return w.write(unsent(0, &self.chunks[0]));
         }
-        let small = self
-            .chunks
-            .iter()
-            .take(MAX_IOVECS)
-            .take_while(|c| c.bytes().len() <= COPY_THRESHOLD)
-            .count();
-        let gathered = if small >= 2 { small } else { 0 };
+        // One pass: small chunks at the front are copied as they are met.
         gather.clear();
-        for (i, c) in self.chunks.iter().enumerate().take(gathered) {
-            gather.extend_from_slice(unsent(i, c));
+        let mut gathered = 0;
+        if self.chunks[0].bytes().len() <= COPY_THRESHOLD {
+            for (i, c) in self.chunks.iter().enumerate().take(MAX_IOVECS) {
+                if c.bytes().len() > COPY_THRESHOLD {
+                    break;
+                }
+                gather.extend_from_slice(unsent(i, c));
+                gathered += 1;
+            }
+        }
+        if gathered == self.chunks.len() {
+            return w.write(gather);
         }
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let mut n = 0;
@@ -267,6 +271,12 @@ impl OutQueue {
 
     fn advance(&mut self, mut written: usize) {
         self.len -= written as u32;
+        if self.len == 0 {
+            // Everything went (the usual case): no need to walk the chunks' lengths.
+            self.chunks.clear();
+            self.head_written = 0;
+            return;
+        }
         while written > 0 {
             let Some(front) = self.chunks.front() else {
                 break;
