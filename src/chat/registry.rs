@@ -5,7 +5,7 @@
 //! (un)subscribe and each routed message; never held while sending.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -51,8 +51,29 @@ struct Inner {
 /// same hashes in arrival order to expire from.
 #[derive(Default)]
 struct Recent {
-    seen: HashSet<u64>,
+    seen: HashSet<u64, BuildHasherDefault<PassThrough>>,
     order: VecDeque<(u64, Instant)>,
+}
+
+/// The set's keys are already keyed SipHash outputs: hashing them again would only cost.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else in so the hasher stays correct.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 impl Recent {

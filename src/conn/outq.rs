@@ -70,8 +70,14 @@ const POOL_MAX: usize = 16_384;
 const POOLED_CAPACITY_MAX: usize = 16;
 
 impl StoragePool {
-    /// Frees what the pool holds; the worker calls it when a poll found nothing to do,
-    /// so an idle server keeps none of it (idle memory per connection is a target).
+    /// Whether the pool holds any memory.
+    pub fn holds_memory(&self) -> bool {
+        self.spare.capacity() > 0 || self.gather.capacity() > 0
+    }
+
+    /// Frees what the pool holds; the worker calls it once it has been idle for a
+    /// second, so an idle server keeps none of it (idle memory per connection is a
+    /// target).
     pub fn clear(&mut self) {
         self.spare = Vec::new();
         self.gather = Vec::new();

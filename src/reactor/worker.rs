@@ -117,6 +117,8 @@ pub(crate) struct Worker {
     dirty: Vec<usize>,
     /// Spare output-queue storage for this worker's connections.
     pub(super) out_pool: StoragePool,
+    /// When a poll last reported events.
+    busy_at: Instant,
     /// Connections whose reads were paused and whose queues have drained.
     resume: Vec<usize>,
     pub(super) scratch: Vec<usize>,
@@ -185,6 +187,7 @@ impl Worker {
             paths: HashMap::new(),
             dirty: Vec::new(),
             out_pool: StoragePool::default(),
+            busy_at: Instant::now(),
             resume: Vec::new(),
             scratch: Vec::new(),
             epoch: now,
@@ -244,6 +247,10 @@ impl Worker {
                     .map(|d| d.saturating_duration_since(now)),
                 self.accept_retry_at
                     .map(|d| d.saturating_duration_since(now)),
+                // Wake up to free spare output storage (below) even with no timers.
+                self.out_pool
+                    .holds_memory()
+                    .then_some(Duration::from_secs(1)),
             ]
             .into_iter()
             .flatten()
@@ -256,7 +263,12 @@ impl Worker {
                 break;
             }
             self.update_now();
-            if events.is_empty() {
+            // Spare output storage is freed once the worker has had nothing to do for a
+            // second (not on every idle poll: a lightly loaded worker would otherwise
+            // allocate it again and again).
+            if !events.is_empty() {
+                self.busy_at = self.now;
+            } else if self.now.duration_since(self.busy_at) >= Duration::from_secs(1) {
                 self.out_pool.clear();
             }
             for ev in events.iter() {
