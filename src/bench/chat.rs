@@ -46,6 +46,40 @@ pub struct ChatArgs {
 const KINDS: [&str; 3] = ["private", "group", "channel"];
 const CHANNEL: &str = "bench";
 
+/// What the client reads of each message: borrowed where the JSON has no escapes.
+#[derive(serde::Deserialize)]
+struct Incoming<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    body: Option<IncomingBody<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct IncomingBody<'a> {
+    #[serde(default)]
+    code: Option<i64>,
+    // Only the bench's own string contents matter; anything else reads as none.
+    #[serde(borrow, default, deserialize_with = "string_or_none")]
+    content: Option<std::borrow::Cow<'a, str>>,
+}
+
+fn string_or_none<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::borrow::Cow<'de, str>>, D::Error> {
+    use serde::Deserialize;
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Any<'a> {
+        Str(#[serde(borrow)] std::borrow::Cow<'a, str>),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match Any::deserialize(d)? {
+        Any::Str(s) => Some(s),
+        Any::Other(_) => None,
+    })
+}
+
 struct User {
     idx: u32,
     authed: bool,
@@ -102,6 +136,10 @@ struct Sent {
 pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
     let run_start = Instant::now();
     let mix = parse_mix(&a.mix)?;
+    // The user prefix as it appears inside a JSON string (escaped, without the quotes).
+    let prefix_json = serde_json::to_string(&a.user_prefix)
+        .map(|q| q[1..q.len() - 1].to_owned())
+        .unwrap_or_default();
     if a.users < 2 {
         return Err(BenchError::Invalid("--users must be at least 2".into()));
     }
@@ -143,6 +181,7 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
     let mut handles = Vec::new();
     for t in 0..threads {
         let a = a.clone();
+        let prefix_json = prefix_json.clone();
         let (p, ready, start_ns, sent) = (
             progress.clone(),
             ready.clone(),
@@ -216,31 +255,41 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
                         }
                         let ts = (now - t0).as_nanos() as u64;
                         let pick = (u.sent * 37 + u.idx as u64) % 100;
-                        let msg_id = format!("{}-{}", u.idx, u.sent);
+                        let (idx, sent_n) = (u.idx, u.sent);
+                        // Written as text, not through a JSON tree: the client must
+                        // outrun the server it measures.
                         let text = if pick < mix[0] as u64 {
                             let mut dst = ((u.idx as u64 + 1 + u.sent * 7) % n as u64) as u32;
                             if dst == u.idx {
                                 dst = (dst + 1) % n as u32;
                             }
                             let seq = u.private_seq.entry(dst).or_insert(0);
-                            let body = json!({"toUser": format!("{}{dst}", a.user_prefix), "msgId": msg_id,
-                                "content": format!("0|{}|{}|{ts}", u.idx, *seq)});
+                            let text = format!(
+                                r#"{{"type":"SEND_TO_ONE_REQUEST","body":{{"toUser":"{prefix}{dst}","msgId":"{idx}-{sent_n}","content":"0|{idx}|{seq}|{ts}"}}}}"#,
+                                prefix = prefix_json,
+                                seq = *seq
+                            );
                             *seq += 1;
                             sent.private[u.idx as usize * n + dst as usize].fetch_add(1, Ordering::AcqRel);
-                            json!({"type": "SEND_TO_ONE_REQUEST", "body": body})
+                            text
                         } else if pick < (mix[0] + mix[1]) as u64 {
-                            let body = json!({"msgId": msg_id, "content": format!("1|{}|{}|{ts}", u.idx, u.group_seq)});
+                            let text = format!(
+                                r#"{{"type":"SEND_TO_ALL_REQUEST","body":{{"msgId":"{idx}-{sent_n}","content":"1|{idx}|{seq}|{ts}"}}}}"#,
+                                seq = u.group_seq
+                            );
                             u.group_seq += 1;
                             sent.group[u.idx as usize].fetch_add(1, Ordering::AcqRel);
-                            json!({"type": "SEND_TO_ALL_REQUEST", "body": body})
+                            text
                         } else {
-                            let body = json!({"channel": CHANNEL, "msgId": msg_id,
-                                "content": format!("2|{}|{}|{ts}", u.idx, u.channel_seq)});
+                            let text = format!(
+                                r#"{{"type":"SEND_TO_CHANNEL_REQUEST","body":{{"channel":"{CHANNEL}","msgId":"{idx}-{sent_n}","content":"2|{idx}|{seq}|{ts}"}}}}"#,
+                                seq = u.channel_seq
+                            );
                             u.channel_seq += 1;
                             sent.channel[u.idx as usize].fetch_add(1, Ordering::AcqRel);
-                            json!({"type": "SEND_TO_CHANNEL_REQUEST", "body": body})
+                            text
                         };
-                        conn.send(OpCode::Text, text.to_string().as_bytes());
+                        conn.send(OpCode::Text, text.as_bytes());
                         u.sent += 1;
                         s.sent += 1;
                         u.next_send = Some(due + Duration::from_secs_f64(1.0 / rate));
@@ -262,12 +311,13 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
                             }
                             return;
                         };
-                        let Ok(v) = serde_json::from_slice::<Value>(data) else {
+                        let Ok(v) = serde_json::from_slice::<Incoming<'_>>(data) else {
                             s.corrupted += 1;
                             return;
                         };
-                        match v["type"].as_str().unwrap_or("") {
-                            "AUTH_RESPONSE" if v["body"]["code"] == 0 && !u.authed => {
+                        let code = v.body.as_ref().and_then(|b| b.code);
+                        match &*v.kind {
+                            "AUTH_RESPONSE" if code == Some(0) && !u.authed => {
                                 u.authed = true;
                                 let sub = json!({"type": "SUBSCRIBE_REQUEST", "body": {"channel": CHANNEL}});
                                 c.send(OpCode::Text, sub.to_string().as_bytes());
@@ -278,9 +328,9 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
                                 ready.fetch_add(1, Ordering::AcqRel);
                                 p.open.fetch_add(1, Ordering::Relaxed);
                             }
-                            "SEND_RESPONSE" if v["body"]["code"] != 0 => s.conn_errors += 1,
+                            "SEND_RESPONSE" if code != Some(0) => s.conn_errors += 1,
                             "SEND_TO_USER_REQUEST" | "CHANNEL_MESSAGE" => {
-                                let content = v["body"]["content"].as_str().unwrap_or("");
+                                let content = v.body.as_ref().and_then(|b| b.content.as_deref()).unwrap_or("");
                                 let f: Vec<&str> = content.split('|').collect();
                                 let parsed = (|| {
                                     Some((f.first()?.parse::<u8>().ok()?, f.get(1)?.parse::<u32>().ok()?,

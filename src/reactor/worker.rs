@@ -522,13 +522,27 @@ impl Worker {
         }
     }
 
+    /// Writes every dirty connection, in the order they became dirty: a reply queued
+    /// before a fan-out to hundreds goes out before the fan-out's writes, not after.
     fn flush_dirty(&mut self) {
-        while let Some(slot) = self.dirty.pop() {
-            if let Some(conn) = self.conns.get_mut(slot) {
-                conn.dirty = false;
-                self.flush(slot);
+        let mut dirty = std::mem::take(&mut self.dirty);
+        let mut next = 0;
+        loop {
+            while let Some(&slot) = dirty.get(next) {
+                next += 1;
+                if let Some(conn) = self.conns.get_mut(slot) {
+                    conn.dirty = false;
+                    self.flush(slot);
+                }
             }
+            // Flushing marks nothing dirty today; if that changes, those go next.
+            if self.dirty.is_empty() {
+                break;
+            }
+            dirty.append(&mut self.dirty);
         }
+        dirty.clear();
+        self.dirty = dirty;
     }
 
     fn flush(&mut self, slot: usize) {
