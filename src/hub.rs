@@ -116,6 +116,17 @@ impl Peer {
         }
     }
 
+    /// Sends a turn's worth of commands with at most one wake-up.
+    pub(crate) fn send_all(&self, cmds: &mut Vec<Command>) {
+        let mut sent = false;
+        for cmd in cmds.drain(..) {
+            sent |= self.tx.send(cmd).is_ok();
+        }
+        if sent && !self.wake_pending.swap(true, Ordering::AcqRel) {
+            self.wake();
+        }
+    }
+
     pub(crate) fn wake(&self) {
         if let Err(e) = self.waker.wake() {
             tracing::warn!("waking a worker failed: {e}");
@@ -259,18 +270,6 @@ impl Hub {
         });
     }
 
-    /// [`Hub::send_to_group`] on every worker but `skip`.
-    fn send_to_group_except(&self, skip: usize, group: &Arc<str>, payload: &Payload) {
-        for (i, peer) in self.inner.peers.iter().enumerate() {
-            if i != skip {
-                peer.send(Command::Group {
-                    group: group.clone(),
-                    payload: payload.clone(),
-                });
-            }
-        }
-    }
-
     /// Starts the close handshake on a connection with `code` and `reason`.
     pub fn close(&self, id: ConnId, code: u16, reason: &str) {
         if let Some(peer) = self.peer(id.worker()) {
@@ -329,6 +328,15 @@ impl Hub {
     }
 }
 
+/// A command on its way to another worker (its closure, for `Call`, has no `Debug`).
+pub(crate) struct Forwarded(pub(crate) Command);
+
+impl fmt::Debug for Forwarded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Forwarded")
+    }
+}
+
 /// What a handler asked for, carried out by the worker after the handler returns.
 #[derive(Debug)]
 pub(crate) enum Action {
@@ -337,6 +345,8 @@ pub(crate) enum Action {
     SendTo(ConnId, Payload),
     SendMany(Vec<ConnId>, Payload),
     Group(Arc<str>, Payload),
+    /// For another worker: sent with the rest of this turn's, one wake-up per worker.
+    Forward(usize, Forwarded),
     Close(u16, String),
     Broadcast(Message),
     Join(String),
@@ -414,26 +424,38 @@ impl Context<'_> {
     /// Sends `msg` to each of `to`, on any worker, encoding it once: what
     /// [`Hub::send_many`] does, but recipients on this connection's worker get it as soon
     /// as the callback returns, in order with this connection's own sends, without a trip
-    /// through the worker's inbox. Handlers that route messages between users (a chat)
-    /// should send this way.
+    /// through the worker's inbox; recipients on other workers get it through their
+    /// inbox with everything else this turn sends them, for one wake-up per worker per
+    /// turn. Handlers that route messages between users (a chat) should send this way.
     pub fn send_many(&mut self, to: &[ConnId], msg: impl Into<Payload>) {
         let payload = msg.into();
         let me = self.id.worker();
         if let [one] = to {
-            if one.worker() == me {
-                self.actions.push(Action::SendTo(*one, payload));
+            let action = if one.worker() == me {
+                Action::SendTo(*one, payload)
             } else {
-                self.hub.send(*one, payload);
-            }
+                Action::Forward(one.worker(), Forwarded(Command::Send { to: *one, payload }))
+            };
+            self.actions.push(action);
             return;
         }
-        let (local, remote): (Vec<ConnId>, Vec<ConnId>) =
-            to.iter().partition(|id| id.worker() == me);
-        if !remote.is_empty() {
-            self.hub.send_many(&remote, payload.clone());
+        let workers = self.hub.workers();
+        let mut by_worker: Vec<Vec<ConnId>> = vec![Vec::new(); workers];
+        for id in to {
+            if let Some(list) = by_worker.get_mut(id.worker()) {
+                list.push(*id);
+            }
         }
-        if !local.is_empty() {
-            self.actions.push(Action::SendMany(local, payload));
+        for (worker, ids) in by_worker.into_iter().enumerate() {
+            if ids.is_empty() {
+                continue;
+            }
+            let payload = payload.clone();
+            self.actions.push(if worker == me {
+                Action::SendMany(ids, payload)
+            } else {
+                Action::Forward(worker, Forwarded(Command::SendMany { to: ids, payload }))
+            });
         }
     }
 
@@ -443,8 +465,16 @@ impl Context<'_> {
     pub fn send_to_group(&mut self, group: &str, msg: impl Into<Payload>) {
         let payload = msg.into();
         let group: Arc<str> = group.into();
-        self.hub
-            .send_to_group_except(self.id.worker(), &group, &payload);
+        let me = self.id.worker();
+        for worker in (0..self.hub.workers()).filter(|w| *w != me) {
+            self.actions.push(Action::Forward(
+                worker,
+                Forwarded(Command::Group {
+                    group: group.clone(),
+                    payload: payload.clone(),
+                }),
+            ));
+        }
         self.actions.push(Action::Group(group, payload));
     }
 

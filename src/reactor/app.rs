@@ -178,6 +178,11 @@ impl Worker {
                     }
                 }
                 Action::Group(group, payload) => self.deliver_group(&group, &payload),
+                Action::Forward(worker, cmd) => {
+                    if let Some(out) = self.outbox.get_mut(worker) {
+                        out.push(cmd.0);
+                    }
+                }
                 Action::Close(code, reason) => self.close_by_app(slot, code, &reason),
                 Action::Broadcast(msg) => self.broadcast(route, msg),
                 Action::Join(group) => self.join(slot, group.into()),

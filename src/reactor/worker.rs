@@ -119,6 +119,8 @@ pub(crate) struct Worker {
     pub(super) out_pool: StoragePool,
     /// When a poll last reported events.
     busy_at: Instant,
+    /// Commands handlers sent to other workers this turn, by worker.
+    pub(super) outbox: Vec<Vec<Command>>,
     /// Connections whose reads were paused and whose queues have drained.
     resume: Vec<usize>,
     pub(super) scratch: Vec<usize>,
@@ -151,6 +153,7 @@ impl Worker {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let now = Instant::now();
+        let workers = hub.workers();
         Ok(Worker {
             index: index as u16,
             poll,
@@ -188,6 +191,7 @@ impl Worker {
             dirty: Vec::new(),
             out_pool: StoragePool::default(),
             busy_at: Instant::now(),
+            outbox: (0..workers).map(|_| Vec::new()).collect(),
             resume: Vec::new(),
             scratch: Vec::new(),
             epoch: now,
@@ -309,6 +313,7 @@ impl Worker {
                 self.on_app_timer(key, token);
             }
             self.flush_dirty();
+            self.send_outbox();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || now >= deadline {
                     break;
@@ -370,6 +375,21 @@ impl Worker {
                     self.accept_retry_at = Some(self.now + ACCEPT_RETRY);
                     return;
                 }
+            }
+        }
+    }
+
+    /// Hands other workers what this turn's handlers sent them: one batch, and at most
+    /// one wake-up, per worker per turn (a wake-up is a syscall, and a sleeping worker's
+    /// wake-up far more).
+    fn send_outbox(&mut self) {
+        for (worker, cmds) in self.outbox.iter_mut().enumerate() {
+            if cmds.is_empty() {
+                continue;
+            }
+            match self.env.hub.inner.peers.get(worker) {
+                Some(peer) => peer.send_all(cmds),
+                None => cmds.clear(),
             }
         }
     }
