@@ -27,7 +27,27 @@ enum Outgoing<'a> {
     /// Borrowed: each recipient takes a handle to the payload's encoded frame, not to
     /// the payload (one reference-count increment per recipient, not three).
     Shared(&'a Payload),
+    /// Several small frames already encoded back to back (a turn's broadcasts to a
+    /// route): one queue entry for all of them.
+    Frames(&'a Arc<[u8]>, u32),
 }
+
+/// Broadcasts to one route made this turn and not yet queued. Consecutive broadcasts of
+/// small messages are queued on each connection as one shared buffer instead of one
+/// entry per message: with 16 messages a turn to 10,000 connections, one entry per
+/// message was 5 MB of queue entries written and read back every turn.
+pub(super) struct PendingRoute {
+    route: usize,
+    first: Payload,
+    /// The frames after the first, once there is a second.
+    rest: Vec<u8>,
+    count: u32,
+}
+
+/// Frames at most this large are batched.
+const BATCH_FRAME_MAX: usize = 1024;
+/// A batch is queued once it holds this many bytes.
+const BATCH_BYTES_MAX: usize = 64 * 1024;
 
 impl Worker {
     pub(super) fn on_command(&mut self, cmd: Command) {
@@ -222,6 +242,8 @@ impl Worker {
         reason: &str,
         err: Option<ConnError>,
     ) {
+        // Broadcasts made before the close reach the connection before its close frame.
+        self.settle_broadcasts();
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
@@ -235,6 +257,8 @@ impl Worker {
 
     /// Queues a message for an open connection, applying the slow-consumer policy.
     fn enqueue(&mut self, slot: usize, out: Outgoing<'_>) {
+        // Whatever was broadcast before this goes first.
+        self.settle_broadcasts();
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
@@ -252,11 +276,21 @@ impl Worker {
             return;
         }
         conn.out.unpark_storage(&mut self.out_pool);
-        match out {
-            Outgoing::Message(msg) => open.ws.send(msg, &mut conn.out),
-            Outgoing::Shared(payload) => open.ws.send_payload(payload, &mut conn.out),
-        }
-        bump(&self.metrics.frames_out, 1);
+        let frames = match out {
+            Outgoing::Message(msg) => {
+                open.ws.send(msg, &mut conn.out);
+                1
+            }
+            Outgoing::Shared(payload) => {
+                open.ws.send_payload(payload, &mut conn.out);
+                1
+            }
+            Outgoing::Frames(bytes, n) => {
+                conn.out.push_shared(bytes.clone());
+                n
+            }
+        };
+        bump(&self.metrics.frames_out, u64::from(frames));
         self.mark_dirty(slot);
     }
 
@@ -293,7 +327,47 @@ impl Worker {
         }
     }
 
+    /// Delivers `payload` to every connection on `route`: small frames join this turn's
+    /// batch for the route (queued by [`Worker::settle_broadcasts`] before any other
+    /// output, any change of who is on the route, and the turn's writes).
     fn deliver_route(&mut self, route: usize, payload: &Payload) {
+        if payload.ws_frame().len() > BATCH_FRAME_MAX {
+            self.settle_broadcasts();
+            return self.deliver_route_now(route, Outgoing::Shared(payload));
+        }
+        match &mut self.pending_route {
+            Some(p) if p.route == route && p.rest.len() < BATCH_BYTES_MAX => {
+                if p.rest.is_empty() {
+                    p.rest.extend_from_slice(p.first.ws_frame());
+                }
+                p.rest.extend_from_slice(payload.ws_frame());
+                p.count += 1;
+            }
+            _ => {
+                self.settle_broadcasts();
+                self.pending_route = Some(PendingRoute {
+                    route,
+                    first: payload.clone(),
+                    rest: Vec::new(),
+                    count: 1,
+                });
+            }
+        }
+    }
+
+    /// Queues the pending broadcasts (see [`PendingRoute`]).
+    pub(super) fn settle_broadcasts(&mut self) {
+        let Some(p) = self.pending_route.take() else {
+            return;
+        };
+        if p.count == 1 {
+            return self.deliver_route_now(p.route, Outgoing::Shared(&p.first));
+        }
+        let frames: Arc<[u8]> = Arc::from(p.rest);
+        self.deliver_route_now(p.route, Outgoing::Frames(&frames, p.count));
+    }
+
+    fn deliver_route_now(&mut self, route: usize, out: Outgoing<'_>) {
         let mut targets = std::mem::take(&mut self.scratch);
         targets.extend(
             self.conns
@@ -304,7 +378,13 @@ impl Worker {
                 }),
         );
         for &slot in &targets {
-            self.enqueue(slot, Outgoing::Shared(payload));
+            let one = match &out {
+                Outgoing::Shared(p) => Outgoing::Shared(p),
+                Outgoing::Frames(b, n) => Outgoing::Frames(b, *n),
+                // Never built for a route (messages are owned by one connection).
+                Outgoing::Message(_) => continue,
+            };
+            self.enqueue(slot, one);
         }
         targets.clear();
         self.scratch = targets;

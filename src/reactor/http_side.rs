@@ -288,6 +288,11 @@ impl Worker {
         };
         let rest = http.take_upgrade();
         conn.out.push_bytes(upgrade.response);
+        // Broadcasts made before this connection opened are not for it.
+        self.settle_broadcasts();
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return Err(None);
+        };
         conn.proto = Proto::Ws(Box::new(Open {
             ws: Ws::new(limits, now),
             session,

@@ -119,6 +119,8 @@ pub(crate) struct Worker {
     pub(super) out_pool: StoragePool,
     /// When a poll last reported events.
     busy_at: Instant,
+    /// This turn's broadcasts not yet queued (see `app::PendingRoute`).
+    pub(super) pending_route: Option<super::app::PendingRoute>,
     /// Commands handlers sent to other workers this turn, by worker.
     pub(super) outbox: Vec<Vec<Command>>,
     /// Connections whose reads were paused and whose queues have drained.
@@ -192,6 +194,7 @@ impl Worker {
             out_pool: StoragePool::default(),
             busy_at: Instant::now(),
             outbox: (0..workers).map(|_| Vec::new()).collect(),
+            pending_route: None,
             resume: Vec::new(),
             scratch: Vec::new(),
             epoch: now,
@@ -545,6 +548,7 @@ impl Worker {
     /// Writes every dirty connection, in the order they became dirty: a reply queued
     /// before a fan-out to hundreds goes out before the fan-out's writes, not after.
     fn flush_dirty(&mut self) {
+        self.settle_broadcasts();
         let mut dirty = std::mem::take(&mut self.dirty);
         let mut next = 0;
         loop {
