@@ -38,6 +38,10 @@ use crate::conn::{
     ticks, Closing, Http1, Http1Config, HttpEvent, OutQueue, StoragePool, Tick, Ws, WsConfig, TICK,
 };
 use crate::hub::{Command, Hub, WAKER};
+
+/// A WebSocket connection's output waits for the end of the loop turn only while less
+/// than this is queued (see `Worker::read`).
+const CORK_MAX: usize = 16 * 1024;
 use crate::id::ConnId;
 use crate::io::{Io, ReadOutcome};
 use crate::message::ConnError;
@@ -426,8 +430,11 @@ impl Worker {
                     // connections included): one write per connection per turn, as uWS
                     // "corks". HTTP answers (the 101 included) leave at once, so a
                     // handshake's buffers are freed before the next connection's (idle
-                    // memory per connection measured higher when they waited).
-                    if was_ws {
+                    // memory per connection measured higher when they waited), and so
+                    // do large replies, while their bytes are still in the cache (64 KiB
+                    // echoes ran at half speed when they waited for the end of the turn).
+                    let queued = self.conns.get(slot).map_or(0, |c| c.out.len());
+                    if was_ws && queued < CORK_MAX {
                         self.mark_dirty(slot);
                     } else {
                         self.flush(slot);
