@@ -355,8 +355,17 @@ impl Worker {
         }
     }
 
-    /// Queues the pending broadcasts (see [`PendingRoute`]).
+    /// Queues the pending broadcasts (see [`PendingRoute`]). Inlined: every enqueue
+    /// calls it, and there is usually nothing pending.
+    #[inline]
     pub(super) fn settle_broadcasts(&mut self) {
+        if self.pending_route.is_some() {
+            self.settle_pending();
+        }
+    }
+
+    #[cold]
+    fn settle_pending(&mut self) {
         let Some(p) = self.pending_route.take() else {
             return;
         };
