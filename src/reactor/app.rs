@@ -2,7 +2,9 @@
 //! commands from other threads, groups and broadcasts.
 //!
 //! Owns each open connection's [`Session`] (route, path, subprotocol, attributes,
-//! groups), the worker's side of named groups, handler timers and `Hub::call`. It reaches
+//! groups), the worker's side of named groups, handler timers, `Hub::call`, and the
+//! turn's pending route broadcasts (small ones are batched per turn and settled before
+//! any other output, see [`PendingRoute`]). It reaches
 //! connections only through the WebSocket machine's API (`send`, `close`) and the
 //! connection's output queue; it never touches a socket.
 

@@ -15,7 +15,11 @@
 //! shut, and input is discarded until the peer closes or `close_timeout_ms` passes.
 //!
 //! Output is queued and the connection marked dirty; dirty connections are flushed once
-//! per loop turn, so many messages for one connection leave in one `writev`.
+//! per loop turn, in the order they became dirty, so many messages for one connection
+//! leave in one write (a read that queues 16 KiB or more is written at once, while its
+//! bytes are in the cache). Output-queue storage and the gather buffer come from the
+//! worker's pool. What handlers send to other workers waits in the outbox until the end
+//! of the turn: one batch and at most one wake-up per worker.
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
