@@ -325,12 +325,7 @@ pub mod hot {
     pub fn to_user(msg_id: &str, content: &Content, from: &str) -> String {
         let mut o = String::with_capacity(80 + msg_id.len() + content.json().len() + from.len());
         o.push_str(r#"{"type":"SEND_TO_USER_REQUEST","body":{"msgId":"#);
-        push_json_str(&mut o, msg_id);
-        o.push_str(r#","content":"#);
-        o.push_str(content.json());
-        o.push_str(r#","fromUser":"#);
-        push_json_str(&mut o, from);
-        o.push_str("}}");
+        push_message_tail(&mut o, msg_id, content, from);
         o
     }
 
@@ -342,13 +337,18 @@ pub mod hot {
         o.push_str(r#"{"type":"CHANNEL_MESSAGE","body":{"channel":"#);
         push_json_str(&mut o, channel);
         o.push_str(r#","msgId":"#);
-        push_json_str(&mut o, msg_id);
+        push_message_tail(&mut o, msg_id, content, from);
+        o
+    }
+
+    /// `msgId`'s value onwards: `"…","content":…,"fromUser":"…"}}`.
+    fn push_message_tail(o: &mut String, msg_id: &str, content: &Content, from: &str) {
+        push_json_str(o, msg_id);
         o.push_str(r#","content":"#);
         o.push_str(content.json());
         o.push_str(r#","fromUser":"#);
-        push_json_str(&mut o, from);
+        push_json_str(o, from);
         o.push_str("}}");
-        o
     }
 
     /// `SEND_RESPONSE {msgId, code, message}`, the sender's answer.
