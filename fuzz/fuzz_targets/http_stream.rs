@@ -17,7 +17,7 @@ use libfuzzer_sys::fuzz_target;
 #[path = "common/cuts.rs"]
 mod cuts;
 use cuts::split_input;
-use switchboard::conn::{Http1, Http1Config, HttpEvent, OutQueue};
+use switchboard::conn::{Http1, Http1Config, HttpEvent, OutQueue, StoragePool};
 use switchboard::http::{HttpLimits, HttpResponse};
 
 const CFG: Http1Config = Http1Config {
@@ -75,7 +75,8 @@ fn drive(reads: &[&[u8]]) -> (Vec<String>, Vec<u8>) {
         assert!(input.is_empty());
     }
     let mut wire = Vec::new();
-    out.flush(&mut wire).expect("a Vec takes everything");
+    out.flush(&mut wire, &mut StoragePool::default())
+        .expect("a Vec takes everything");
     // Every answer is a whole response: as many heads as events that answered.
     let heads = wire.windows(9).filter(|w| w == b"HTTP/1.1 ").count();
     assert_eq!(heads, events.len(), "{events:?}");
