@@ -300,6 +300,8 @@ fn push_json_str(out: &mut String, s: &str) {
             b'\n' => "\\n",
             b'\r' => "\\r",
             b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
             0..=0x1f => "",
             _ => continue,
         };
@@ -316,7 +318,9 @@ fn push_json_str(out: &mut String, s: &str) {
 }
 
 /// The messages sent for every routed chat message, written as text directly: they are
-/// the node's hot path, and a JSON tree per message costs more than the routing.
+/// the node's hot path, and a JSON tree per message costs more than the routing. Keys
+/// come out in the order [`message`] gives them (sorted, as `serde_json` maps are), so
+/// the text is byte for byte what it was when these went through a tree.
 pub mod hot {
     use super::{push_json_str, Content};
 
@@ -324,8 +328,9 @@ pub mod hot {
     /// message as its recipients get it.
     pub fn to_user(msg_id: &str, content: &Content, from: &str) -> String {
         let mut o = String::with_capacity(80 + msg_id.len() + content.json().len() + from.len());
-        o.push_str(r#"{"type":"SEND_TO_USER_REQUEST","body":{"msgId":"#);
-        push_message_tail(&mut o, msg_id, content, from);
+        o.push_str(r#"{"body":{"#);
+        push_message_body(&mut o, msg_id, content, from);
+        o.push_str(r#"},"type":"SEND_TO_USER_REQUEST"}"#);
         o
     }
 
@@ -334,38 +339,39 @@ pub mod hot {
         let mut o = String::with_capacity(
             90 + channel.len() + msg_id.len() + content.json().len() + from.len(),
         );
-        o.push_str(r#"{"type":"CHANNEL_MESSAGE","body":{"channel":"#);
+        o.push_str(r#"{"body":{"channel":"#);
         push_json_str(&mut o, channel);
-        o.push_str(r#","msgId":"#);
-        push_message_tail(&mut o, msg_id, content, from);
+        o.push(',');
+        push_message_body(&mut o, msg_id, content, from);
+        o.push_str(r#"},"type":"CHANNEL_MESSAGE"}"#);
         o
     }
 
-    /// `msgId`'s value onwards: `"…","content":…,"fromUser":"…"}}`.
-    fn push_message_tail(o: &mut String, msg_id: &str, content: &Content, from: &str) {
-        push_json_str(o, msg_id);
-        o.push_str(r#","content":"#);
+    /// `"content":…,"fromUser":"…","msgId":"…"`.
+    fn push_message_body(o: &mut String, msg_id: &str, content: &Content, from: &str) {
+        o.push_str(r#""content":"#);
         o.push_str(content.json());
         o.push_str(r#","fromUser":"#);
         push_json_str(o, from);
-        o.push_str("}}");
+        o.push_str(r#","msgId":"#);
+        push_json_str(o, msg_id);
     }
 
     /// `SEND_RESPONSE {msgId, code, message}`, the sender's answer.
     pub fn send_response(msg_id: &str, code: i64, text: &str, request_id: Option<&str>) -> String {
         let mut o = String::with_capacity(80 + msg_id.len() + text.len());
-        o.push_str(r#"{"type":"SEND_RESPONSE","body":{"msgId":"#);
-        push_json_str(&mut o, msg_id);
-        o.push_str(r#","code":"#);
+        o.push_str(r#"{"body":{"code":"#);
         o.push_str(&code.to_string());
         o.push_str(r#","message":"#);
         push_json_str(&mut o, text);
+        o.push_str(r#","msgId":"#);
+        push_json_str(&mut o, msg_id);
         o.push('}');
         if let Some(r) = request_id {
             o.push_str(r#","requestId":"#);
             push_json_str(&mut o, r);
         }
-        o.push('}');
+        o.push_str(r#","type":"SEND_RESPONSE"}"#);
         o
     }
 }
@@ -381,7 +387,7 @@ mod tests {
     #[test]
     fn hot_messages_are_the_json_a_tree_would_give() {
         let content = raw(r#"{"a":[1,"x\"y"]}"#);
-        let from = "用户\"\n\u{1}";
+        let from = "用户\"\n\u{1}\u{8}\u{c}\t\r/";
         for (text, want) in [
             (
                 hot::to_user("m\"1", &content, from),
@@ -398,6 +404,8 @@ mod tests {
         ] {
             let got: Value = serde_json::from_str(&text).unwrap();
             assert_eq!(got, want, "{text}");
+            // Byte for byte what the JSON tree printed before.
+            assert_eq!(text, want.to_string());
         }
     }
 
