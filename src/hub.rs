@@ -204,19 +204,8 @@ impl Hub {
     /// Sends `msg` to each of `to`, encoding it once; one command per worker involved.
     pub fn send_many(&self, to: &[ConnId], msg: impl Into<Payload>) {
         let payload = msg.into();
-        let mut by_worker: Vec<Vec<ConnId>> = vec![Vec::new(); self.inner.peers.len()];
-        for id in to {
-            if let Some(list) = by_worker.get_mut(id.worker()) {
-                list.push(*id);
-            }
-        }
-        for (worker, ids) in by_worker.into_iter().enumerate() {
-            if !ids.is_empty() {
-                self.inner.peers[worker].send(Command::SendMany {
-                    to: ids,
-                    payload: payload.clone(),
-                });
-            }
+        for (worker, cmd) in send_many_commands(self.workers(), to, &payload) {
+            self.inner.peers[worker].send(cmd);
         }
     }
 
@@ -328,7 +317,39 @@ impl Hub {
     }
 }
 
-/// A command on its way to another worker (its closure, for `Call`, has no `Debug`).
+/// `to` split by owning worker: one `Send` or `SendMany` command per worker involved.
+fn send_many_commands(
+    workers: usize,
+    to: &[ConnId],
+    payload: &Payload,
+) -> impl Iterator<Item = (usize, Command)> {
+    let mut by_worker: Vec<Vec<ConnId>> = vec![Vec::new(); workers];
+    for id in to {
+        if let Some(list) = by_worker.get_mut(id.worker()) {
+            list.push(*id);
+        }
+    }
+    let payload = payload.clone();
+    by_worker
+        .into_iter()
+        .enumerate()
+        .filter(|(_, ids)| !ids.is_empty())
+        .map(move |(worker, ids)| {
+            let cmd = match ids[..] {
+                [one] => Command::Send {
+                    to: one,
+                    payload: payload.clone(),
+                },
+                _ => Command::SendMany {
+                    to: ids,
+                    payload: payload.clone(),
+                },
+            };
+            (worker, cmd)
+        })
+}
+
+/// A command a handler gave (its closure, for `Call`, has no `Debug`).
 pub(crate) struct Forwarded(pub(crate) Command);
 
 impl fmt::Debug for Forwarded {
@@ -341,12 +362,10 @@ impl fmt::Debug for Forwarded {
 #[derive(Debug)]
 pub(crate) enum Action {
     Send(Message),
-    /// To connections of this worker, carried out without an inbox hop.
-    SendTo(ConnId, Payload),
-    SendMany(Vec<ConnId>, Payload),
-    Group(Arc<str>, Payload),
-    /// For another worker: sent with the rest of this turn's, one wake-up per worker.
-    Forward(usize, Forwarded),
+    /// A hub command for worker `.0`: this worker carries it out after the handler
+    /// returns, without an inbox hop; another worker gets it with the rest of this
+    /// turn's, one wake-up per worker.
+    Command(usize, Forwarded),
     Close(u16, String),
     Broadcast(Message),
     Join(String),
@@ -429,33 +448,16 @@ impl Context<'_> {
     /// turn. Handlers that route messages between users (a chat) should send this way.
     pub fn send_many(&mut self, to: &[ConnId], msg: impl Into<Payload>) {
         let payload = msg.into();
-        let me = self.id.worker();
+        let workers = self.hub.workers();
         if let [one] = to {
-            let action = if one.worker() == me {
-                Action::SendTo(*one, payload)
-            } else {
-                Action::Forward(one.worker(), Forwarded(Command::Send { to: *one, payload }))
-            };
-            self.actions.push(action);
+            // The usual case (one recipient) without the split's allocations.
+            let cmd = Command::Send { to: *one, payload };
+            self.actions
+                .push(Action::Command(one.worker(), Forwarded(cmd)));
             return;
         }
-        let workers = self.hub.workers();
-        let mut by_worker: Vec<Vec<ConnId>> = vec![Vec::new(); workers];
-        for id in to {
-            if let Some(list) = by_worker.get_mut(id.worker()) {
-                list.push(*id);
-            }
-        }
-        for (worker, ids) in by_worker.into_iter().enumerate() {
-            if ids.is_empty() {
-                continue;
-            }
-            let payload = payload.clone();
-            self.actions.push(if worker == me {
-                Action::SendMany(ids, payload)
-            } else {
-                Action::Forward(worker, Forwarded(Command::SendMany { to: ids, payload }))
-            });
+        for (worker, cmd) in send_many_commands(workers, to, &payload) {
+            self.actions.push(Action::Command(worker, Forwarded(cmd)));
         }
     }
 
@@ -465,17 +467,13 @@ impl Context<'_> {
     pub fn send_to_group(&mut self, group: &str, msg: impl Into<Payload>) {
         let payload = msg.into();
         let group: Arc<str> = group.into();
-        let me = self.id.worker();
-        for worker in (0..self.hub.workers()).filter(|w| *w != me) {
-            self.actions.push(Action::Forward(
-                worker,
-                Forwarded(Command::Group {
-                    group: group.clone(),
-                    payload: payload.clone(),
-                }),
-            ));
+        for worker in 0..self.hub.workers() {
+            let cmd = Command::Group {
+                group: group.clone(),
+                payload: payload.clone(),
+            };
+            self.actions.push(Action::Command(worker, Forwarded(cmd)));
         }
-        self.actions.push(Action::Group(group, payload));
     }
 
     /// Starts the close handshake with `code` and `reason` (at most 123 bytes are sent;

@@ -187,20 +187,10 @@ impl Worker {
         for action in actions.drain(..) {
             match action {
                 Action::Send(msg) => self.enqueue(slot, Outgoing::Message(msg)),
-                Action::SendTo(to, payload) => {
-                    if let Some(to) = self.resolve(to) {
-                        self.enqueue(to, Outgoing::Shared(&payload));
-                    }
+                Action::Command(worker, cmd) if worker == self.index as usize => {
+                    self.on_command(cmd.0)
                 }
-                Action::SendMany(to, payload) => {
-                    for id in to {
-                        if let Some(to) = self.resolve(id) {
-                            self.enqueue(to, Outgoing::Shared(&payload));
-                        }
-                    }
-                }
-                Action::Group(group, payload) => self.deliver_group(&group, &payload),
-                Action::Forward(worker, cmd) => {
+                Action::Command(worker, cmd) => {
                     if let Some(out) = self.outbox.get_mut(worker) {
                         out.push(cmd.0);
                     }
