@@ -325,7 +325,7 @@ impl Worker {
     fn deliver_route(&mut self, route: usize, payload: &Payload) {
         if payload.ws_frame().len() > BATCH_FRAME_MAX {
             self.settle_broadcasts();
-            return self.deliver_route_now(route, Outgoing::Shared(payload));
+            return self.deliver_route_now(route, || Outgoing::Shared(payload));
         }
         match &mut self.pending_route {
             Some(p) if p.route == route && p.rest.len() < BATCH_BYTES_MAX => {
@@ -362,13 +362,14 @@ impl Worker {
             return;
         };
         if p.count == 1 {
-            return self.deliver_route_now(p.route, Outgoing::Shared(&p.first));
+            return self.deliver_route_now(p.route, || Outgoing::Shared(&p.first));
         }
         let frames: Arc<[u8]> = Arc::from(p.rest);
-        self.deliver_route_now(p.route, Outgoing::Frames(&frames, p.count));
+        self.deliver_route_now(p.route, || Outgoing::Frames(&frames, p.count));
     }
 
-    fn deliver_route_now(&mut self, route: usize, out: Outgoing<'_>) {
+    /// Queues `out()` on every connection on `route`.
+    fn deliver_route_now<'a>(&mut self, route: usize, out: impl Fn() -> Outgoing<'a>) {
         let mut targets = std::mem::take(&mut self.scratch);
         targets.extend(
             self.conns
@@ -379,13 +380,7 @@ impl Worker {
                 }),
         );
         for &slot in &targets {
-            let one = match &out {
-                Outgoing::Shared(p) => Outgoing::Shared(p),
-                Outgoing::Frames(b, n) => Outgoing::Frames(b, *n),
-                // Never built for a route (messages are owned by one connection).
-                Outgoing::Message(_) => continue,
-            };
-            self.enqueue(slot, one);
+            self.enqueue(slot, out());
         }
         targets.clear();
         self.scratch = targets;
