@@ -36,6 +36,7 @@ fn sessions_refusals_and_closes_are_logged_without_tokens() {
         ])
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
+        .env("SWITCHBOARD__STORE__PATH", common::test_store_path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

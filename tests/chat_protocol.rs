@@ -25,13 +25,13 @@ fn private_message_reaches_every_session_of_the_user() {
     assert_eq!(resp["requestId"], "r1");
     assert_eq!(
         resp["body"],
-        json!({"msgId": "m1", "code": 0, "message": "sent"})
+        json!({"msgId": "m1", "code": 0, "message": "stored"})
     );
     for bob in [&mut bob1, &mut bob2] {
         let m = next_of(bob, "SEND_TO_USER_REQUEST");
         assert_eq!(
             m["body"],
-            json!({"msgId": "m1", "content": "hi bob", "fromUser": "alice"})
+            json!({"msgId": "m1", "content": "hi bob", "fromUser": "alice", "seq": 1})
         );
     }
     quiet(&mut alice, 200);
@@ -39,8 +39,8 @@ fn private_message_reaches_every_session_of_the_user() {
 }
 
 #[test]
-fn private_message_to_an_offline_user_says_so() {
-    let server = node(&[]);
+fn private_message_to_an_offline_user_says_so_without_a_store() {
+    let server = node(&["store.enabled=false"]);
     let (mut alice, _) = login(server.local_addr(), "alice");
     send(
         &mut alice,

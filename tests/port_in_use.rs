@@ -12,6 +12,7 @@ use common::*;
 fn run_until_exit(args: &[&str]) -> (Option<i32>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(args)
+        .env("SWITCHBOARD__STORE__PATH", test_store_path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

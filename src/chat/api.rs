@@ -7,12 +7,15 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::durable::{self, Op, PullTo, Told};
 use super::node::{ChatNode, ALL_USERS};
 use super::protocol;
+use super::store::NewMessage;
 use crate::handler::Message;
 use crate::http::{HttpResponse, Request};
 use crate::hub::Hub;
 use crate::id::ConnId;
+use crate::reply::HttpReply;
 
 fn json_response(status: u16, body: Value) -> HttpResponse {
     HttpResponse::json(status, body.to_string())
@@ -49,8 +52,78 @@ fn check_key(node: &ChatNode, req: &Request) -> Option<HttpResponse> {
     })
 }
 
-/// `POST /api/v1/send` with `{"type", "body", "to": {...}}`: answers `{"sessions": N}`.
-pub fn send(node: &Arc<ChatNode>, req: &Request, hub: &Hub) -> HttpResponse {
+/// `POST /api/v1/send` with `{"type", "body", "to": {...}, "durable"?}`: answers
+/// `{"sessions": N}`, or for a durable message, once it is stored, `{"stored": true,
+/// "seq": N, "sessions": N}`.
+pub fn send(node: &Arc<ChatNode>, req: &Request, hub: &Hub, reply: HttpReply) {
+    match durable_send(node, req) {
+        Ok(Some((d, msg))) => d.submit(
+            hub,
+            Op::Append {
+                msg,
+                told: Told::Api(reply),
+            },
+        ),
+        Ok(None) => reply.send(send_now(node, req, hub)),
+        Err(resp) => reply.send(resp),
+    }
+}
+
+/// A request with `"durable": true`: the message to store, once checked. `Ok(None)` for
+/// every other request (including ones [`send_now`] will refuse).
+fn durable_send<'n>(
+    node: &'n ChatNode,
+    req: &Request,
+) -> Result<Option<(&'n durable::Durable, NewMessage)>, HttpResponse> {
+    if req.method != "POST" || check_key(node, req).is_some() {
+        return Ok(None);
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&req.body) else {
+        return Ok(None);
+    };
+    if v.get("durable").and_then(Value::as_bool) != Some(true) {
+        return Ok(None);
+    }
+    let Some(d) = &node.durable else {
+        return Err(error(
+            409,
+            "\"durable\" needs the store (store.enabled = true)",
+        ));
+    };
+    let Some(kind) = v
+        .get("type")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    else {
+        return Err(error(400, "\"type\" (a non-empty string) is required"));
+    };
+    let Some(user) = v.pointer("/to/userId").and_then(Value::as_str) else {
+        return Err(error(
+            400,
+            "\"durable\" messages go to one user: \"to\": {\"userId\": …}",
+        ));
+    };
+    let body = v.get("body").cloned().unwrap_or_else(|| json!({}));
+    if !body.is_object() {
+        return Err(error(
+            400,
+            "\"body\" of a durable message must be a JSON object",
+        ));
+    }
+    if body.get("seq").is_some() {
+        return Err(error(400, "\"body.seq\" is the node's to set"));
+    }
+    let msg = NewMessage {
+        user: user.to_owned(),
+        kind: kind.to_owned(),
+        body: body.to_string(),
+        created_ms: durable::unix_ms(),
+    };
+    Ok(Some((d, msg)))
+}
+
+/// A push that is not durable: delivered to whoever is online now.
+fn send_now(node: &Arc<ChatNode>, req: &Request, hub: &Hub) -> HttpResponse {
     if req.method != "POST" {
         return error(405, "use POST").header("Allow", "POST");
     }
@@ -138,6 +211,9 @@ pub fn stats(node: &Arc<ChatNode>, req: &Request, hub: &Hub) -> HttpResponse {
     }
     let (users, sessions, channels) = node.registry.counts();
     let m = hub.metrics();
+    let store = node.durable.as_ref().map(
+        |d| json!({ "epoch": d.epoch(), "queueDepth": d.depth(), "path": node.cfg.store.path }),
+    );
     json_response(
         200,
         json!({
@@ -148,6 +224,81 @@ pub fn stats(node: &Arc<ChatNode>, req: &Request, hub: &Hub) -> HttpResponse {
             "connections_total": m.connections_total,
             "messages_in": m.frames_in,
             "frames_out": m.frames_out,
+            "store": store,
         }),
     )
+}
+
+/// `GET /api/v1/messages?since=SEQ[&limit=N][&timeout=SECONDS]` with the user's own token
+/// (`Authorization: Bearer`, `?token=` or `?accessToken=`): the user's stored messages
+/// after `since`, at once if there are any, else when one arrives or at the timeout
+/// (`delivery.long_poll_timeout`, or less if asked) with none. Answers
+/// `{"epoch","lastSeq","hasMore","messages":[…]}`, the body of `PULL_RESPONSE`.
+pub fn messages(node: &Arc<ChatNode>, req: &Request, hub: &Hub, reply: HttpReply) {
+    match poll(node, req) {
+        Ok((user, after, limit, wait)) => {
+            if let Some(d) = &node.durable {
+                let to = PullTo::Http {
+                    reply,
+                    until: std::time::Instant::now() + wait,
+                };
+                d.submit(
+                    hub,
+                    Op::Pull {
+                        user,
+                        after,
+                        limit,
+                        to,
+                    },
+                );
+            }
+        }
+        Err(resp) => reply.send(resp),
+    }
+}
+
+type Poll = (String, u64, usize, std::time::Duration);
+
+fn poll(node: &ChatNode, req: &Request) -> Result<Poll, HttpResponse> {
+    if req.method != "GET" {
+        return Err(error(405, "use GET").header("Allow", "GET"));
+    }
+    if node.durable.is_none() {
+        return Err(error(
+            404,
+            "no store (store.enabled = false): nothing to poll",
+        ));
+    }
+    let token = req
+        .query_param("token")
+        .or_else(|| req.query_param("accessToken"))
+        .or_else(|| {
+            req.header("Authorization")
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(|t| t.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let user = node.auth.verify(&token).map_err(|e| {
+        node.metrics.auth_failed(e.reason());
+        error(401, &format!("token refused: {e}")).header("WWW-Authenticate", "Bearer")
+    })?;
+    let number = |name: &str| -> Result<Option<u64>, HttpResponse> {
+        match req.query_param(name) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| error(400, &format!("{name} must be a non-negative integer"))),
+        }
+    };
+    let after = number("since")?.unwrap_or(0);
+    let cap = node.cfg.delivery.pull_limit as u64;
+    let limit = number("limit")?.unwrap_or(cap).clamp(1, cap) as usize;
+    let wait = match number("timeout")? {
+        Some(s) => node
+            .long_poll_timeout
+            .min(std::time::Duration::from_secs(s)),
+        None => node.long_poll_timeout,
+    };
+    Ok((user.id, after, limit, wait))
 }

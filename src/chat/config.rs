@@ -98,6 +98,97 @@ impl Default for LimitsConfig {
     }
 }
 
+/// How hard each group commit is pushed to the disk (`store.fsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// Synced before anyone is told a message is stored: survives power loss.
+    Always,
+    /// WAL without a sync per commit: survives a crash of the process; the last commits
+    /// before a power failure may be lost.
+    Normal,
+}
+
+/// `[store]`: the durable message store (SQLite).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Keep messages addressed to users (private messages, durable pushes) in the store,
+    /// numbered per user, so offline users get them and lost pushes can be pulled.
+    pub enabled: bool,
+    /// The SQLite database file; its directory is created if missing.
+    pub path: String,
+    /// `always` or `normal` (see [`FsyncPolicy`]).
+    pub fsync: FsyncPolicy,
+    /// Messages kept per user; older ones are dropped in the background. 0 = no limit.
+    pub max_messages_per_user: u64,
+    /// Messages older than this are dropped in the background, e.g. `"7d"`; `"0s"` = keep.
+    pub max_age: String,
+    /// Largest database size in MiB; writes beyond it fail like a full disk. 0 = no cap.
+    pub max_size_mb: u64,
+    /// Most messages committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            enabled: true,
+            path: "data/switchboard.db".into(),
+            fsync: FsyncPolicy::Always,
+            max_messages_per_user: 10_000,
+            max_age: "7d".into(),
+            max_size_mb: 0,
+            max_batch: 4096,
+        }
+    }
+}
+
+/// How stored messages reach a session (`delivery.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMode {
+    /// Push; what a session does not `ACK_REQUEST` within `ack_timeout` is pushed again.
+    Ack,
+    /// Push once; the client pulls (`PULL_REQUEST`) what it missed.
+    Pull,
+}
+
+/// `[delivery]`: acknowledgements, resends, pulls and long polls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// `ack` or `pull`.
+    pub mode: DeliveryMode,
+    /// Resend what a session has not acknowledged after this long (`ack` mode).
+    pub ack_timeout: String,
+    /// Pushes of one message to one session before it is left for pull.
+    pub max_attempts: u32,
+    /// Unacknowledged messages remembered per session for resending; beyond, the oldest
+    /// is left for pull.
+    pub max_unacked: usize,
+    /// Most messages replayed when a session authenticates (more: `hasMore`, then pull).
+    pub replay_limit: usize,
+    /// Most messages in one `PULL_RESPONSE` or long-poll answer (larger limits are capped).
+    pub pull_limit: usize,
+    /// How long `GET /api/v1/messages` is held when there is nothing new.
+    pub long_poll_timeout: String,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            mode: DeliveryMode::Ack,
+            ack_timeout: "10s".into(),
+            max_attempts: 3,
+            max_unacked: 1000,
+            replay_limit: 500,
+            pull_limit: 500,
+            long_poll_timeout: "25s".into(),
+        }
+    }
+}
+
 /// The chat node's configuration. `[engine]` holds the engine's own limits (see the
 /// README's configuration table); `listen` here wins over `engine.listen`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +206,10 @@ pub struct ChatConfig {
     pub api: ApiConfig,
     /// Per-user and per-message limits.
     pub limits: LimitsConfig,
+    /// The durable message store.
+    pub store: StoreConfig,
+    /// Acknowledgements, resends and pulls.
+    pub delivery: DeliveryConfig,
     /// Engine settings.
     pub engine: Config,
 }
@@ -128,6 +223,8 @@ impl Default for ChatConfig {
             auth: AuthConfig::default(),
             api: ApiConfig::default(),
             limits: LimitsConfig::default(),
+            store: StoreConfig::default(),
+            delivery: DeliveryConfig::default(),
             engine: Config {
                 // Chat messages are small; the engine's own limit sits above the
                 // protocol's (limits.max_message_bytes) so oversized JSON gets an ERROR
@@ -140,7 +237,7 @@ impl Default for ChatConfig {
     }
 }
 
-/// Parses `"10s"`, `"500ms"`, `"2m"` or a bare number of seconds.
+/// Parses `"10s"`, `"500ms"`, `"2m"`, `"1h"`, `"7d"` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, ConfigError> {
     let s = s.trim();
     let bad = || ConfigError::Invalid(format!("bad duration {s:?}: use e.g. \"10s\" or \"500ms\""));
@@ -153,6 +250,8 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, ConfigError> {
         "ms" => std::time::Duration::from_millis(n),
         "s" => std::time::Duration::from_secs(n),
         "m" => std::time::Duration::from_secs(n * 60),
+        "h" => std::time::Duration::from_secs(n * 3600),
+        "d" => std::time::Duration::from_secs(n * 86_400),
         _ => return Err(bad()),
     })
 }
@@ -205,6 +304,29 @@ impl ChatConfig {
         }
         parse_duration(&self.auth.timeout)?;
         parse_duration(&self.limits.dedup_window)?;
+        parse_duration(&self.store.max_age)?;
+        if parse_duration(&self.delivery.ack_timeout)?.is_zero() {
+            return bad("delivery.ack_timeout must be above 0".into());
+        }
+        let poll = parse_duration(&self.delivery.long_poll_timeout)?;
+        if poll.as_millis() as u64 >= self.engine.http_response_timeout_ms {
+            return bad(format!(
+                "delivery.long_poll_timeout ({}) must be below engine.http_response_timeout_ms ({} ms)",
+                self.delivery.long_poll_timeout, self.engine.http_response_timeout_ms
+            ));
+        }
+        if self.store.enabled && self.store.path.trim().is_empty() {
+            return bad("store.path is empty (set store.enabled = false for no store)".into());
+        }
+        if self.store.max_batch == 0
+            || self.delivery.pull_limit == 0
+            || self.delivery.max_attempts == 0
+        {
+            return bad(
+                "store.max_batch, delivery.pull_limit and delivery.max_attempts must be at least 1"
+                    .into(),
+            );
+        }
         if self.auth.mode == AuthMode::Jwt
             && self.auth.jwt_secret.is_empty()
             && self.auth.jwt_public_key_file.is_empty()
@@ -272,6 +394,24 @@ fn comment(path: &str) -> &'static str {
         "limits.dedup_window" => {
             "a repeated msgId from one user within this window is not delivered twice"
         }
+        "store.enabled" => {
+            "keep messages to users (numbered per user) so offline users get them; false = at most once"
+        }
+        "store.path" => "SQLite database file (created with its directory)",
+        "store.fsync" => {
+            "always (synced before SEND_RESPONSE code 0; survives power loss) | normal (survives a process crash)"
+        }
+        "store.max_messages_per_user" => "messages kept per user; 0 = no limit",
+        "store.max_age" => "messages older than this are dropped, e.g. \"7d\"; \"0s\" = keep",
+        "store.max_size_mb" => "largest database in MiB (writes beyond fail like a full disk); 0 = no cap",
+        "store.max_batch" => "most messages in one group commit",
+        "delivery.mode" => "ack (resend what is not ACKed in ack_timeout) | pull (push once; clients pull)",
+        "delivery.ack_timeout" => "resend an unacknowledged message after this long (ack mode)",
+        "delivery.max_attempts" => "pushes of one message to one session before it is left for pull",
+        "delivery.max_unacked" => "unacknowledged messages remembered per session",
+        "delivery.replay_limit" => "most messages replayed at login (more: hasMore, then pull)",
+        "delivery.pull_limit" => "most messages per PULL_RESPONSE or long-poll answer",
+        "delivery.long_poll_timeout" => "how long GET /api/v1/messages waits for something new",
         "engine.listen" => "(overridden by listen above)",
         "engine.workers" => "worker threads; 0 = one per core",
         "engine.backlog" => "listen backlog per worker",

@@ -19,8 +19,10 @@ pub(crate) const AUTH_FAILURE_LABELS: [&str; 5] = [
 ];
 
 /// Client message types, as metric labels (`invalid`: could not be parsed).
-pub(crate) const MESSAGE_LABELS: [&str; 8] = [
+pub(crate) const MESSAGE_LABELS: [&str; 10] = [
     "AUTH_REQUEST",
+    "ACK_REQUEST",
+    "PULL_REQUEST",
     "SEND_TO_ONE_REQUEST",
     "SEND_TO_ALL_REQUEST",
     "SUBSCRIBE_REQUEST",
@@ -37,6 +39,134 @@ pub struct ChatMetrics {
     auth_failed: [AtomicU64; AUTH_FAILURE_LABELS.len()],
     messages_in: [AtomicU64; MESSAGE_LABELS.len()],
     deliveries_out: AtomicU64,
+    /// The durable store's counters.
+    pub durable: std::sync::Arc<DurableMetrics>,
+}
+
+/// Upper bounds (µs) of the commit latency histogram's buckets.
+const COMMIT_BUCKETS_US: [u64; 11] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000,
+];
+
+/// The durable store's counters: what was stored, delivered, acknowledged, resent and
+/// pulled, and how the group commits go.
+#[derive(Debug, Default)]
+pub struct DurableMetrics {
+    pub(crate) stored: AtomicU64,
+    pub(crate) store_failed: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) acked: AtomicU64,
+    pub(crate) resent: AtomicU64,
+    pub(crate) left_for_pull: AtomicU64,
+    pub(crate) pulled: AtomicU64,
+    pub(crate) queue_depth: AtomicU64,
+    pub(crate) long_polls_parked: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) commit_batch_sum: AtomicU64,
+    commit_us_sum: AtomicU64,
+    commit_buckets: [AtomicU64; COMMIT_BUCKETS_US.len()],
+}
+
+impl DurableMetrics {
+    pub(crate) fn add(a: &AtomicU64, n: u64) {
+        a.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records one group commit of `batch` messages that took `us` microseconds.
+    pub(crate) fn commit(&self, batch: usize, us: u64) {
+        Self::add(&self.commits, 1);
+        Self::add(&self.commit_batch_sum, batch as u64);
+        Self::add(&self.commit_us_sum, us);
+        if let Some(i) = COMMIT_BUCKETS_US.iter().position(|b| us <= *b) {
+            Self::add(&self.commit_buckets[i], 1);
+        }
+    }
+
+    fn to_prometheus(&self, out: &mut String) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        for (name, kind, help, v) in [
+            (
+                "stored_total",
+                "counter",
+                "Messages committed to the store.",
+                &self.stored,
+            ),
+            (
+                "store_failed_total",
+                "counter",
+                "Messages the store could not keep (answered with code 7).",
+                &self.store_failed,
+            ),
+            (
+                "durable_delivered_total",
+                "counter",
+                "Stored messages pushed to sessions, resends excluded.",
+                &self.delivered,
+            ),
+            (
+                "acked_total",
+                "counter",
+                "Messages acknowledged by sessions.",
+                &self.acked,
+            ),
+            (
+                "resent_total",
+                "counter",
+                "Pushes repeated after ack_timeout.",
+                &self.resent,
+            ),
+            (
+                "left_for_pull_total",
+                "counter",
+                "Messages no longer resent (max_attempts or max_unacked); they stay pullable.",
+                &self.left_for_pull,
+            ),
+            (
+                "pulled_total",
+                "counter",
+                "Messages returned by replays, PULL_REQUEST and long polls.",
+                &self.pulled,
+            ),
+            (
+                "store_queue_depth",
+                "gauge",
+                "Operations waiting for the store thread.",
+                &self.queue_depth,
+            ),
+            (
+                "long_polls_parked",
+                "gauge",
+                "Long-poll requests waiting for a message.",
+                &self.long_polls_parked,
+            ),
+            (
+                "store_commit_messages_total",
+                "counter",
+                "Messages in group commits (divide by the histogram's count for the batch size).",
+                &self.commit_batch_sum,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP switchboard_chat_{name} {help}");
+            let _ = writeln!(out, "# TYPE switchboard_chat_{name} {kind}");
+            let _ = writeln!(out, "switchboard_chat_{name} {}", get(v));
+        }
+        let name = "switchboard_chat_store_commit_seconds";
+        let _ = writeln!(out, "# HELP {name} Time to commit one group of messages.");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (b, n) in COMMIT_BUCKETS_US.iter().zip(&self.commit_buckets) {
+            cumulative += get(n);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {cumulative}",
+                *b as f64 / 1e6
+            );
+        }
+        let count = get(&self.commits);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", get(&self.commit_us_sum) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
 }
 
 impl ChatMetrics {
@@ -120,6 +250,7 @@ impl ChatMetrics {
             let _ = writeln!(out, "# TYPE switchboard_chat_{name} {kind}");
             let _ = writeln!(out, "switchboard_chat_{name} {value}");
         }
+        self.durable.to_prometheus(&mut out);
         out
     }
 }

@@ -8,10 +8,13 @@
 mod api;
 pub mod auth;
 pub mod config;
+mod durable;
+mod inflight;
 pub mod metrics;
 mod node;
 pub mod protocol;
 pub mod registry;
+pub mod store;
 
 use std::sync::Arc;
 
@@ -43,12 +46,25 @@ pub fn chat_server(cfg: ChatConfig) -> Result<(ServerBuilder, Arc<ChatNode>), Co
     }
     let engine = cfg.engine_config();
     let ws_path = cfg.ws_path.clone();
-    let node = Arc::new(ChatNode::new(cfg)?);
-    let (n1, n2, n3, n4) = (node.clone(), node.clone(), node.clone(), node.clone());
+    let node = ChatNode::start(cfg)?;
+    let (n1, n2, n3, n4, n5) = (
+        node.clone(),
+        node.clone(),
+        node.clone(),
+        node.clone(),
+        node.clone(),
+    );
     let builder = Server::builder()
         .config(engine)
         .route(&ws_path, ChatHandler(node.clone()))
         .http_route("/metrics", move |_, hub| {
+            if let Some(d) = &n4.durable {
+                let depth = d.depth() as u64;
+                n4.metrics
+                    .durable
+                    .queue_depth
+                    .store(depth, std::sync::atomic::Ordering::Relaxed);
+            }
             let text = hub.metrics().to_prometheus() + &n4.metrics.to_prometheus(&n4.registry);
             HttpResponse::text(200, text).header("X-Content-Type-Options", "nosniff")
         })
@@ -58,7 +74,12 @@ pub fn chat_server(cfg: ChatConfig) -> Result<(ServerBuilder, Arc<ChatNode>), Co
             }
             _ => HttpResponse::text(405, "use GET\n").header("Allow", "GET"),
         })
-        .http_route("/api/v1/send", move |req, hub| api::send(&n1, req, hub))
+        .http_route_deferred("/api/v1/send", move |req, hub, reply| {
+            api::send(&n1, req, hub, reply)
+        })
+        .http_route_deferred("/api/v1/messages", move |req, hub, reply| {
+            api::messages(&n5, req, hub, reply)
+        })
         .http_route("/api/v1/presence", move |req, hub| {
             api::presence(&n2, req, hub)
         })

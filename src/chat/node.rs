@@ -6,19 +6,27 @@
 //! Owns per-connection chat state (in the connection's attributes) and the rules of the
 //! protocol; routing goes through the registry and the hub, never through sockets.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use super::auth::{unix_now, AuthError, Authenticator, User};
-use super::config::{parse_duration, AuthMode, ChatConfig, SessionLimitPolicy};
-use super::metrics::ChatMetrics;
-use super::protocol::{self, code, hot, Request};
+use super::config::{
+    parse_duration, AuthMode, ChatConfig, DeliveryMode, FsyncPolicy, SessionLimitPolicy,
+};
+use super::durable::{self, Durable, Op, PullTo, Replay, Settings, Sink, Told};
+use super::inflight::{Inflight, NeverSent};
+use super::metrics::{ChatMetrics, DurableMetrics};
+use super::protocol::{self, code, hot, Request, Resume};
 use super::registry::{Added, Registry, Session};
+use super::store::{self, NewMessage, SqliteStore, StoreError};
 use crate::config::ConfigError;
 use crate::handler::{Context, Handler, Message};
 use crate::http::{HttpResponse, Request as HttpRequest};
+use crate::hub::Hub;
+use crate::id::ConnId;
+use crate::message::Payload;
 
 /// Close code for a session whose token expired while it was connected.
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
@@ -35,6 +43,12 @@ pub struct ChatNode {
     pub(crate) metrics: ChatMetrics,
     auth_timeout: Duration,
     dedup_window: Duration,
+    ack_timeout: Duration,
+    pub(crate) long_poll_timeout: Duration,
+    /// The store thread, when `store.enabled`.
+    pub(crate) durable: Option<Durable>,
+    /// This node, for work handed to other threads that must call back into it.
+    me: Weak<ChatNode>,
 }
 
 impl std::fmt::Debug for ChatNode {
@@ -48,6 +62,7 @@ impl std::fmt::Debug for ChatNode {
 /// `set_timer` tokens of the chat handler.
 const TIMER_AUTH: u64 = 1;
 const TIMER_TOKEN_EXPIRY: u64 = 2;
+const TIMER_RESEND: u64 = 3;
 
 /// Per-connection chat state, kept in the connection's attributes.
 struct ConnState {
@@ -55,19 +70,68 @@ struct ConnState {
     user: Option<Arc<User>>,
     bad: u32,
     bad_since: Instant,
+    /// Stored messages sent and not yet acknowledged (with the store on, once
+    /// authenticated).
+    inflight: Option<Inflight>,
 }
 
 impl ChatNode {
-    /// Builds the node's shared state from its configuration.
-    pub fn new(cfg: ChatConfig) -> Result<Self, ConfigError> {
-        Ok(ChatNode {
+    /// Builds the node from its configuration: opens the store (an unreadable, damaged
+    /// or newer database is an error here, never wiped) and starts its thread.
+    pub fn start(cfg: ChatConfig) -> Result<Arc<Self>, ConfigError> {
+        let store = if cfg.store.enabled {
+            let sync = match cfg.store.fsync {
+                FsyncPolicy::Always => store::Sync::Always,
+                FsyncPolicy::Normal => store::Sync::Normal,
+            };
+            let path = std::path::Path::new(&cfg.store.path);
+            let s = SqliteStore::open(path, sync, cfg.store.max_size_mb << 20)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            tracing::info!(path = %cfg.store.path, epoch = store::Store::epoch(&s), fsync = ?cfg.store.fsync, "store opened");
+            Some(s)
+        } else {
+            None
+        };
+        let settings = Settings {
+            max_batch: cfg.store.max_batch,
+            replay_limit: cfg.delivery.replay_limit,
+            max_age_ms: parse_duration(&cfg.store.max_age)?.as_millis() as i64,
+            max_per_user: cfg.store.max_messages_per_user,
+            prune_every: Duration::from_secs(60),
+        };
+        let metrics = ChatMetrics::default();
+        let node = ChatNode {
             auth: Authenticator::new(&cfg.auth)?,
             auth_timeout: parse_duration(&cfg.auth.timeout)?,
             dedup_window: parse_duration(&cfg.limits.dedup_window)?,
+            ack_timeout: parse_duration(&cfg.delivery.ack_timeout)?,
+            long_poll_timeout: parse_duration(&cfg.delivery.long_poll_timeout)?,
             registry: Registry::default(),
-            metrics: ChatMetrics::default(),
+            metrics,
             cfg,
-        })
+            durable: None,
+            me: Weak::new(),
+        };
+        let mut spawn_error = None;
+        let node = Arc::new_cyclic(|me: &Weak<ChatNode>| {
+            let mut node = node;
+            node.me = me.clone();
+            if let Some(s) = store {
+                let sink: Weak<dyn Sink> = me.clone();
+                let m = node.metrics.durable.clone();
+                match Durable::start(Box::new(s), settings, sink, m) {
+                    Ok(d) => node.durable = Some(d),
+                    Err(e) => spawn_error = Some(e),
+                }
+            }
+            node
+        });
+        match spawn_error {
+            Some(e) => Err(ConfigError::Invalid(format!(
+                "cannot start the store thread: {e}"
+            ))),
+            None => Ok(node),
+        }
     }
 
     /// The session registry.
@@ -118,18 +182,311 @@ impl ChatNode {
         self.metrics.auth_ok();
         tracing::info!(user = %user.id, remote = %ctx.remote_ip(), session = %ctx.id(), "session opened");
         ctx.join(ALL_USERS);
-        if self.cfg.notify_join {
-            let notice = protocol::message(
-                "USER_JOIN_NOTICE_REQUEST",
-                json!({ "nickname": user.name }),
-                None,
-            );
-            ctx.hub().send_to_group(ALL_USERS, Message::Text(notice));
-        }
+        let inflight = self.durable.as_ref().map(|_| {
+            let track = self.cfg.delivery.mode == DeliveryMode::Ack;
+            Inflight::new(track, self.cfg.delivery.max_unacked, true)
+        });
         if let Some(state) = ctx.attributes_mut().get_mut::<ConnState>() {
             state.user = Some(Arc::new(user));
+            state.inflight = inflight;
         }
         Ok(())
+    }
+
+    /// The `AUTH_RESPONSE` of an admitted session. With the store on, it waits for the
+    /// replay of what the session missed (from `resume`, else from the user's cursor)
+    /// and goes out with it; without, at once.
+    fn welcome(
+        &self,
+        ctx: &mut Context<'_>,
+        user_id: &str,
+        resume: Option<Resume>,
+        rid: Option<&str>,
+    ) {
+        match &self.durable {
+            Some(d) => d.submit(
+                ctx.hub(),
+                Op::Resume {
+                    user: user_id.to_owned(),
+                    conn: ctx.id(),
+                    client: resume,
+                    rid: rid.map(str::to_owned),
+                },
+            ),
+            None => {
+                let id = ctx.id().to_string();
+                let body = json!({ "code": code::OK, "message": "authenticated", "userId": user_id, "sessionId": id });
+                ctx.send(Message::Text(protocol::message("AUTH_RESPONSE", body, rid)));
+                self.announce(ctx);
+            }
+        }
+    }
+
+    /// The join notice to everyone (`notify_join`), after the user's own
+    /// `AUTH_RESPONSE`.
+    fn announce(&self, ctx: &mut Context<'_>) {
+        if !self.cfg.notify_join {
+            return;
+        }
+        if let Some(user) = Self::session_user(ctx) {
+            let body = json!({ "nickname": user.name });
+            let notice = protocol::message("USER_JOIN_NOTICE_REQUEST", body, None);
+            ctx.hub().send_to_group(ALL_USERS, Message::Text(notice));
+        }
+    }
+
+    fn session_user(ctx: &Context<'_>) -> Option<Arc<User>> {
+        ctx.attributes()
+            .get::<ConnState>()
+            .and_then(|s| s.user.clone())
+    }
+
+    fn inflight<'c>(ctx: &'c mut Context<'_>) -> Option<&'c mut Inflight> {
+        ctx.attributes_mut()
+            .get_mut::<ConnState>()
+            .and_then(|s| s.inflight.as_mut())
+    }
+
+    /// Sends `payloads` to this connection and sets the resend timer if anything now
+    /// waits for an acknowledgement.
+    fn send_tracked(&self, ctx: &mut Context<'_>, payloads: Vec<Payload>, dropped: u64) {
+        let me = ctx.id();
+        for p in payloads {
+            ctx.send_many(&[me], p);
+        }
+        DurableMetrics::add(&self.metrics.durable.left_for_pull, dropped);
+        let arm = Self::inflight(ctx).is_some_and(|f| {
+            let arm = f.waiting() && !f.timer_armed;
+            f.timer_armed |= arm;
+            arm
+        });
+        if arm {
+            ctx.set_timer(self.ack_timeout, TIMER_RESEND);
+        }
+    }
+
+    /// A stored message for this session's user, on the session's worker.
+    fn push_stored(&self, ctx: &mut Context<'_>, seq: u64, payload: Payload) {
+        let now = Instant::now();
+        match Self::inflight(ctx) {
+            Some(f) => {
+                let (out, dropped) = f.push(seq, payload, now);
+                if out.is_some() {
+                    DurableMetrics::add(&self.metrics.durable.delivered, 1);
+                }
+                self.send_tracked(ctx, out.into_iter().collect(), dropped);
+            }
+            None => {
+                let me = ctx.id();
+                ctx.send_many(&[me], payload);
+            }
+        }
+    }
+
+    /// The login replay arrived: the `AUTH_RESPONSE`, then what was missed, then what was
+    /// pushed meanwhile.
+    fn on_resumed(
+        &self,
+        ctx: &mut Context<'_>,
+        rid: Option<String>,
+        replay: Result<Replay, String>,
+    ) {
+        let Some(user) = Self::session_user(ctx) else {
+            return;
+        };
+        let id = ctx.id().to_string();
+        let mut body = json!({ "code": code::OK, "message": "authenticated", "userId": user.id, "sessionId": id });
+        let mut messages = Vec::new();
+        match replay {
+            Ok(r) => {
+                body["epoch"] = json!(r.epoch);
+                body["lastSeq"] = json!(r.last_seq);
+                body["recovered"] = json!(r.recovered);
+                body["hasMore"] = json!(r.has_more);
+                messages = r.messages;
+            }
+            Err(e) => {
+                tracing::warn!(user = %user.id, "store: cannot read the login replay: {e}");
+                body["recovered"] = json!(false);
+                body["storeError"] = json!(e);
+            }
+        }
+        ctx.send(Message::Text(protocol::message(
+            "AUTH_RESPONSE",
+            body,
+            rid.as_deref(),
+        )));
+        self.announce(ctx);
+        let replay: Vec<(u64, Payload)> = messages
+            .into_iter()
+            .map(|(seq, text)| (seq, Payload::from(Message::Text(text))))
+            .collect();
+        if let Some(f) = Self::inflight(ctx) {
+            let (out, dropped) = f.resumed(replay, Instant::now());
+            self.send_tracked(ctx, out, dropped);
+        }
+    }
+
+    /// A `PULL_REQUEST`'s answer arrived.
+    fn on_pulled(
+        &self,
+        ctx: &mut Context<'_>,
+        rid: Option<String>,
+        replay: Result<Replay, String>,
+    ) {
+        let text = match replay {
+            Ok(r) => {
+                if let (Some(f), Some((last, _))) = (Self::inflight(ctx), r.messages.last()) {
+                    f.pulled_upto(*last);
+                }
+                protocol::with_code("PULL_RESPONSE", &durable::replay_json(&r), rid.as_deref())
+            }
+            Err(e) => protocol::error(
+                code::STORE_FAILED,
+                &format!("cannot read the store: {e}"),
+                rid.as_deref(),
+            ),
+        };
+        ctx.send(Message::Text(text));
+    }
+
+    /// The resend timer: repeat what is still unacknowledged, give up after
+    /// `max_attempts` (the message stays in the store for pull).
+    fn on_resend_timer(&self, ctx: &mut Context<'_>) {
+        let (timeout, attempts) = (self.ack_timeout, self.cfg.delivery.max_attempts);
+        let Some(f) = Self::inflight(ctx) else {
+            return;
+        };
+        f.timer_armed = false;
+        let due = f.due(Instant::now(), timeout, attempts);
+        let m = &self.metrics.durable;
+        DurableMetrics::add(&m.resent, due.resend.len() as u64);
+        self.send_tracked(ctx, due.resend, due.given_up);
+    }
+
+    /// `ACK_REQUEST`: settles tracked pushes and moves the user's cursor.
+    fn on_ack(
+        &self,
+        ctx: &mut Context<'_>,
+        upto: Option<u64>,
+        each: &[u64],
+        rid: Option<&str>,
+    ) -> Result<(), String> {
+        let Some(d) = &self.durable else {
+            return Err("the store is off (store.enabled = false): nothing to acknowledge".into());
+        };
+        let Some(user) = Self::session_user(ctx) else {
+            return Err("authenticate first".into());
+        };
+        let Some(f) = Self::inflight(ctx) else {
+            return Err("authenticate first".into());
+        };
+        let never = |NeverSent(n)| format!("seq {n} was never sent to this session");
+        let mut settled = 0;
+        if let Some(n) = upto {
+            settled += f.ack_upto(n).map_err(never)?;
+        }
+        if !each.is_empty() {
+            settled += f.ack_each(each).map_err(never)?;
+        }
+        let cursor = f.cursor();
+        DurableMetrics::add(&self.metrics.durable.acked, settled);
+        if let Some(seq) = cursor {
+            d.submit(
+                ctx.hub(),
+                Op::Ack {
+                    user: user.id.clone(),
+                    seq,
+                },
+            );
+        }
+        let body = json!({ "code": code::OK, "ackedSeq": cursor });
+        ctx.send(Message::Text(protocol::message("ACK_RESPONSE", body, rid)));
+        Ok(())
+    }
+}
+
+impl Sink for ChatNode {
+    fn stored(&self, hub: &Hub, user: &str, result: Result<(u64, &str), &StoreError>, told: Told) {
+        let (seq, text) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let why = format!("not stored: {e}");
+                match told {
+                    Told::Sender {
+                        conn,
+                        user: from,
+                        msg_id,
+                        rid,
+                    } => {
+                        self.registry.forget_delivery(&from, &msg_id);
+                        hub.send(
+                            conn,
+                            Message::Text(hot::send_response(
+                                &msg_id,
+                                code::STORE_FAILED,
+                                &why,
+                                rid.as_deref(),
+                            )),
+                        );
+                    }
+                    Told::Api(reply) => {
+                        reply.send(HttpResponse::json(503, json!({ "error": why }).to_string()))
+                    }
+                }
+                return;
+            }
+        };
+        let to = self.registry.by_user(user);
+        match told {
+            Told::Sender {
+                conn, msg_id, rid, ..
+            } => {
+                hub.send(
+                    conn,
+                    Message::Text(hot::send_response(
+                        &msg_id,
+                        code::OK,
+                        "stored",
+                        rid.as_deref(),
+                    )),
+                );
+            }
+            Told::Api(reply) => reply.send(HttpResponse::json(
+                200,
+                json!({ "stored": true, "seq": seq, "sessions": to.len() }).to_string(),
+            )),
+        }
+        if to.is_empty() {
+            return;
+        }
+        let Some(node) = self.me.upgrade() else {
+            return;
+        };
+        self.metrics.delivered(to.len());
+        let payload = Payload::from(Message::Text(text.to_owned()));
+        for id in to {
+            let (node, payload) = (node.clone(), payload.clone());
+            hub.call(id, move |ctx| node.push_stored(ctx, seq, payload));
+        }
+    }
+
+    fn resumed(
+        &self,
+        hub: &Hub,
+        conn: ConnId,
+        rid: Option<String>,
+        replay: Result<Replay, String>,
+    ) {
+        if let Some(node) = self.me.upgrade() {
+            hub.call(conn, move |ctx| node.on_resumed(ctx, rid, replay));
+        }
+    }
+
+    fn pulled(&self, hub: &Hub, conn: ConnId, rid: Option<String>, replay: Result<Replay, String>) {
+        if let Some(node) = self.me.upgrade() {
+            hub.call(conn, move |ctx| node.on_pulled(ctx, rid, replay));
+        }
     }
 }
 
@@ -201,6 +558,7 @@ impl Handler for ChatHandler {
             user: None,
             bad: 0,
             bad_since: Instant::now(),
+            inflight: None,
         });
         let node = &self.0;
         let user = match node.auth.mode() {
@@ -233,10 +591,15 @@ impl Handler for ChatHandler {
                     )
                 })?;
                 // As in the seeds: a token on the URL is an AUTH_REQUEST made for the
-                // client, so it gets the AUTH_RESPONSE too.
-                let id = ctx.id().to_string();
-                let body = json!({ "code": code::OK, "message": "authenticated", "userId": user_id, "sessionId": id });
-                Self::reply(ctx, protocol::message("AUTH_RESPONSE", body, None));
+                // client, so it gets the AUTH_RESPONSE too (`?lastSeq=&epoch=` resume).
+                let resume =
+                    req.query_param("lastSeq")
+                        .and_then(|n| n.parse().ok())
+                        .map(|last_seq| Resume {
+                            last_seq,
+                            epoch: req.query_param("epoch").unwrap_or_default(),
+                        });
+                node.welcome(ctx, &user_id, resume, None);
                 Ok(())
             }
             None => {
@@ -295,7 +658,7 @@ impl Handler for ChatHandler {
                 let body = json!({ "code": code::FORBIDDEN, "message": "already authenticated" });
                 Self::reply(ctx, protocol::message("AUTH_RESPONSE", body, rid));
             }
-            (Request::Auth { token }, None) => match node.auth.verify(&token) {
+            (Request::Auth { token, resume }, None) => match node.auth.verify(&token) {
                 Err(e) => {
                     node.refused(ctx, &e);
                     // Seed 000 answers a missing token with code 1, a refused one with 2.
@@ -313,9 +676,7 @@ impl Handler for ChatHandler {
                     // notice travels through the hub, so the reply arrives first.
                     let user_id = user.id.clone();
                     if node.admit(ctx, user).is_ok() {
-                        let id = ctx.id().to_string();
-                        let body = json!({ "code": code::OK, "message": "authenticated", "userId": user_id, "sessionId": id });
-                        Self::reply(ctx, protocol::message("AUTH_RESPONSE", body, rid));
+                        node.welcome(ctx, &user_id, resume, rid);
                     } else {
                         let body = json!({ "code": code::FORBIDDEN, "message": "session limit reached for this user" });
                         Self::reply(ctx, protocol::message("AUTH_RESPONSE", body, rid));
@@ -337,6 +698,21 @@ impl Handler for ChatHandler {
                 },
                 Some(me),
             ) => {
+                if let Some(d) = &node.durable {
+                    let msg = NewMessage {
+                        body: hot::to_user_body(&msg_id, &content, &me.id),
+                        user: to_user,
+                        kind: "SEND_TO_USER_REQUEST".into(),
+                        created_ms: durable::unix_ms(),
+                    };
+                    let told = Told::Sender {
+                        conn: ctx.id(),
+                        user: me.id.clone(),
+                        msg_id,
+                        rid: rid.map(str::to_owned),
+                    };
+                    return d.submit(ctx.hub(), Op::Append { msg, told });
+                }
                 let to = node.registry.by_user(&to_user);
                 if to.is_empty() {
                     return Self::send_response(
@@ -359,6 +735,33 @@ impl Handler for ChatHandler {
                 let out = hot::to_user(&msg_id, &content, &me.id);
                 node.metrics.delivered(node.registry.session_count());
                 ctx.send_to_group(ALL_USERS, Message::Text(out));
+            }
+            (Request::Ack { upto, each }, Some(_)) => {
+                if let Err(e) = node.on_ack(ctx, upto, &each, rid) {
+                    self.bad(ctx, code::BAD_REQUEST, &e, rid);
+                }
+            }
+            (Request::Pull { since, limit }, Some(me)) => {
+                let Some(d) = &node.durable else {
+                    let text = "the store is off (store.enabled = false): nothing to pull";
+                    return Self::reply(ctx, protocol::error(code::NO_STORE, text, rid));
+                };
+                let cap = node.cfg.delivery.pull_limit as u64;
+                let limit = limit.unwrap_or(cap).clamp(1, cap) as usize;
+                let to = PullTo::Ws {
+                    conn: ctx.id(),
+                    rid: rid.map(str::to_owned),
+                };
+                let user = me.id.clone();
+                d.submit(
+                    ctx.hub(),
+                    Op::Pull {
+                        user,
+                        after: since,
+                        limit,
+                        to,
+                    },
+                );
             }
             (Request::Subscribe { channel }, Some(_)) => {
                 node.registry.subscribe(ctx.id(), &channel);
@@ -417,6 +820,7 @@ impl Handler for ChatHandler {
             {
                 ctx.close(CLOSE_TOKEN_EXPIRED, "token expired")
             }
+            TIMER_RESEND => self.0.on_resend_timer(ctx),
             _ => {}
         }
     }

@@ -24,6 +24,10 @@ pub mod code {
     pub const RATE_LIMITED: i64 = 5;
     /// The message is larger than `limits.max_message_bytes`.
     pub const TOO_LARGE: i64 = 6;
+    /// The store could not keep the message (disk full, read-only file): not sent.
+    pub const STORE_FAILED: i64 = 7;
+    /// The request needs the store and `store.enabled` is false.
+    pub const NO_STORE: i64 = 8;
 }
 
 /// A message's `content`: any JSON, kept as the client's text (checked to be JSON, not
@@ -49,10 +53,26 @@ impl Eq for Content {}
 /// A client message, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// `AUTH_REQUEST {accessToken}`.
+    /// `AUTH_REQUEST {accessToken, lastSeq?, epoch?}`.
     Auth {
         /// The token.
         token: String,
+        /// Where the client's copy of its history stands, to resume from.
+        resume: Option<Resume>,
+    },
+    /// `ACK_REQUEST {seq}` (everything up to `seq`) or `{seqs: [...]}` (each of them).
+    Ack {
+        /// Cumulative acknowledgement.
+        upto: Option<u64>,
+        /// Individual acknowledgements.
+        each: Vec<u64>,
+    },
+    /// `PULL_REQUEST {sinceSeq, limit?}`.
+    Pull {
+        /// The client has everything up to here.
+        since: u64,
+        /// Most messages wanted (capped by `delivery.pull_limit`).
+        limit: Option<u64>,
     },
     /// `SEND_TO_ONE_REQUEST {toUser, msgId, content}`.
     SendToOne {
@@ -98,6 +118,8 @@ impl Request {
     pub fn kind(&self) -> &'static str {
         match self {
             Request::Auth { .. } => "AUTH_REQUEST",
+            Request::Ack { .. } => "ACK_REQUEST",
+            Request::Pull { .. } => "PULL_REQUEST",
             Request::SendToOne { .. } => "SEND_TO_ONE_REQUEST",
             Request::SendToAll { .. } => "SEND_TO_ALL_REQUEST",
             Request::Subscribe { .. } => "SUBSCRIBE_REQUEST",
@@ -116,6 +138,16 @@ impl Request {
             _ => None,
         }
     }
+}
+
+/// Where a client's copy of its message history stands: the last `seq` it has and the
+/// `epoch` that number belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    /// The last sequence number the client has.
+    pub last_seq: u64,
+    /// The history the number belongs to (empty: unknown).
+    pub epoch: String,
 }
 
 /// A message that could not be understood: the code and text for the `ERROR` reply.
@@ -164,6 +196,18 @@ struct Body<'a> {
     content: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     channel: Option<&'a RawValue>,
+    #[serde(rename = "lastSeq", borrow, default, deserialize_with = "present")]
+    last_seq: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    epoch: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    seq: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    seqs: Option<&'a RawValue>,
+    #[serde(rename = "sinceSeq", borrow, default, deserialize_with = "present")]
+    since_seq: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    limit: Option<&'a RawValue>,
 }
 
 fn is_object(raw: &RawValue) -> bool {
@@ -202,6 +246,40 @@ fn id_field(raw: Option<&RawValue>, name: &str) -> Result<String, BadMessage> {
             .ok_or_else(|| bad(format!("body.{name} must be a string or an integer")));
     }
     field(raw, name)
+}
+
+/// A sequence number: a non-negative integer (or its decimal string, as some clients
+/// send 64-bit numbers).
+fn seq_value(raw: &RawValue, name: &str) -> Result<u64, BadMessage> {
+    let text = raw.get().trim_matches('"');
+    text.parse::<u64>()
+        .map_err(|_| bad(format!("body.{name} must be a non-negative integer")))
+}
+
+fn opt_seq(raw: Option<&RawValue>, name: &str) -> Result<Option<u64>, BadMessage> {
+    match raw.filter(|r| r.get() != "null") {
+        None => Ok(None),
+        Some(r) => seq_value(r, name).map(Some),
+    }
+}
+
+fn seq_list(raw: Option<&RawValue>) -> Result<Vec<u64>, BadMessage> {
+    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+        return Ok(Vec::new());
+    };
+    let items: Vec<&RawValue> = serde_json::from_str(raw.get())
+        .map_err(|_| bad("body.seqs must be an array of integers"))?;
+    if items.len() > 10_000 {
+        return Err(bad("body.seqs holds more than 10000 numbers"));
+    }
+    items.into_iter().map(|r| seq_value(r, "seqs")).collect()
+}
+
+fn resume(body: &Body<'_>) -> Result<Option<Resume>, BadMessage> {
+    Ok(opt_seq(body.last_seq, "lastSeq")?.map(|last_seq| Resume {
+        last_seq,
+        epoch: body.epoch.and_then(as_string).unwrap_or_default(),
+    }))
 }
 
 fn content(raw: Option<&RawValue>) -> Result<Content, BadMessage> {
@@ -245,6 +323,19 @@ fn request(kind: &str, body: &Body<'_>) -> Result<Request, BadMessage> {
         // seed 000 does), not a malformed message.
         "AUTH_REQUEST" => Request::Auth {
             token: body.access_token.and_then(as_string).unwrap_or_default(),
+            resume: resume(body)?,
+        },
+        "ACK_REQUEST" => {
+            let upto = opt_seq(body.seq, "seq")?;
+            let each = seq_list(body.seqs)?;
+            if upto.is_none() && each.is_empty() {
+                return Err(bad("body.seq (cumulative) or body.seqs (each) is required"));
+            }
+            Request::Ack { upto, each }
+        }
+        "PULL_REQUEST" => Request::Pull {
+            since: opt_seq(body.since_seq, "sinceSeq")?.unwrap_or(0),
+            limit: opt_seq(body.limit, "limit")?,
         },
         "SEND_TO_ONE_REQUEST" => Request::SendToOne {
             to_user: id_field(body.to_user, "toUser")?,
@@ -278,6 +369,26 @@ pub fn message(kind: &str, body: Value, request_id: Option<&str>) -> String {
         obj.insert("requestId".into(), Value::String(r.to_owned()));
     }
     m.to_string()
+}
+
+/// `{"type": kind, "body": {"code": 0, …}}` where `body_json` is an object written by
+/// the node (a pull's answer), without building a tree of it.
+pub fn with_code(kind: &str, body_json: &str, request_id: Option<&str>) -> String {
+    let inner = body_json.trim().strip_prefix('{').unwrap_or("}");
+    let mut o = String::with_capacity(body_json.len() + kind.len() + 48);
+    o.push_str(r#"{"body":{"code":0"#);
+    if !inner.trim_start().starts_with('}') {
+        o.push(',');
+    }
+    o.push_str(inner);
+    if let Some(r) = request_id {
+        o.push_str(r#","requestId":"#);
+        push_json_str(&mut o, r);
+    }
+    o.push_str(r#","type":"#);
+    push_json_str(&mut o, kind);
+    o.push('}');
+    o
 }
 
 /// `ERROR {code, message}`.
@@ -331,6 +442,16 @@ pub mod hot {
         o.push_str(r#"{"body":{"#);
         push_message_body(&mut o, msg_id, content, from);
         o.push_str(r#"},"type":"SEND_TO_USER_REQUEST"}"#);
+        o
+    }
+
+    /// The body of [`to_user`] alone, `{"content":…,"fromUser":…,"msgId":…}`: what the
+    /// store keeps (it adds `seq` when it sends it).
+    pub fn to_user_body(msg_id: &str, content: &Content, from: &str) -> String {
+        let mut o = String::with_capacity(40 + msg_id.len() + content.json().len() + from.len());
+        o.push('{');
+        push_message_body(&mut o, msg_id, content, from);
+        o.push('}');
         o
     }
 
@@ -469,7 +590,13 @@ mod tests {
         let (_, r) = parse(r#"{"type":"SEND_TO_ALL_REQUEST","body":{"msgId":1.5,"content":1}}"#);
         assert!(r.unwrap_err().message.contains("string or an integer"));
         let (_, r) = parse(r#"{"type":"AUTH_REQUEST","body":{"accessToken":""}}"#);
-        assert_eq!(r, Ok(Request::Auth { token: "".into() }));
+        assert_eq!(
+            r,
+            Ok(Request::Auth {
+                token: "".into(),
+                resume: None
+            })
+        );
     }
 
     #[test]

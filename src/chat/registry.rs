@@ -246,6 +246,16 @@ impl Registry {
         true
     }
 
+    /// Forgets `(user, msg_id)` (its delivery failed), so the client's retry is not taken
+    /// for a duplicate. The id stays in the expiry order and is dropped from there later.
+    pub fn forget_delivery(&self, user: &str, msg_id: &str) {
+        let mut g = self.lock();
+        let h = g.id_hasher.hash_one(msg_id);
+        if let Some(recent) = g.recent.get_mut(user) {
+            recent.seen.remove(&h);
+        }
+    }
+
     /// Sessions open now.
     pub fn session_count(&self) -> usize {
         self.lock().sessions.len()

@@ -15,10 +15,22 @@ use super::{set_timeout, Client};
 pub const SECRET: &str = "test-secret-for-hs256";
 pub const API_KEY: &str = "k3y";
 
-/// Starts a chat node on port 0 with `sets` applied over the defaults.
+/// A database path no other test uses (under the system's temp directory).
+pub fn temp_store(name: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("switchboard-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.join(format!("{name}.db"))
+}
+
+/// Starts a chat node on port 0 with `sets` applied over the defaults (and a store of
+/// its own).
 pub fn node(sets: &[&str]) -> ServerHandle {
     let mut all: Vec<String> = vec![
         "listen=127.0.0.1:0".into(),
+        format!("store.path={}", temp_store("node").display()),
         format!("api.key={API_KEY}"),
         "engine.workers=2".into(),
         "engine.shutdown_timeout_ms=300".into(),

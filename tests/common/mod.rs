@@ -154,6 +154,17 @@ pub fn read_close_code(s: &mut TcpStream) -> u16 {
 #[cfg(feature = "cli")]
 pub mod chat;
 
+/// A store path under the temp directory for a `switchboard serve` a test starts, so
+/// no test writes a database into the source tree.
+pub fn test_store_path() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir()
+        .join(format!("switchboard-bin-{}-{n}", std::process::id()))
+        .join("store.db")
+}
+
 /// Starts the `switchboard` binary with `args` (which should listen on port 0) and
 /// returns it with the address it reports in its "listening local_addr=…" log line. Its
 /// stderr keeps being drained so the child never blocks on a full pipe.
@@ -163,6 +174,7 @@ pub fn spawn_binary(args: &[&str]) -> (std::process::Child, SocketAddr) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(args)
         .env("RUST_LOG", "info")
+        .env("SWITCHBOARD__STORE__PATH", test_store_path())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -1,0 +1,516 @@
+//! The store thread: every write to the durable store goes through it, so a worker never
+//! waits for the disk. Workers and the push API queue operations; the thread takes
+//! whatever has queued (up to `store.max_batch`), commits all appended messages in one
+//! transaction (group commit), then hands each result to the node's [`Sink`], which
+//! carries it back to the connection's worker through the hub. It also holds the parked
+//! long polls (`GET /api/v1/messages`) and runs retention.
+//!
+//! Owns the queue, the batching, long-poll waiters and their JSON answers. It knows the
+//! store only through the [`Store`] trait and the node only through [`Sink`]; it never
+//! touches sessions or the registry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::metrics::DurableMetrics;
+use super::protocol::Resume;
+use super::store::{delivery_text, NewMessage, Store, StoreError, Stored};
+use crate::http::HttpResponse;
+use crate::hub::Hub;
+use crate::id::ConnId;
+use crate::reply::HttpReply;
+
+/// Who is told that an appended message was stored (or was not).
+#[derive(Debug)]
+pub(crate) enum Told {
+    /// A chat client: `SEND_RESPONSE` for its `msgId`.
+    Sender {
+        /// The sender's session.
+        conn: ConnId,
+        /// The sending user (to forget the msgId on failure).
+        user: String,
+        /// The client's message id.
+        msg_id: String,
+        /// The request's `requestId`.
+        rid: Option<String>,
+    },
+    /// A push API call, answered when the message is stored.
+    Api(HttpReply),
+}
+
+/// Where a pull's answer goes.
+#[derive(Debug)]
+pub(crate) enum PullTo {
+    /// `PULL_RESPONSE` on a session.
+    Ws {
+        /// The session.
+        conn: ConnId,
+        /// The request's `requestId`.
+        rid: Option<String>,
+    },
+    /// A long poll, held until `until` if there is nothing to answer with.
+    Http {
+        /// The parked request.
+        reply: HttpReply,
+        /// When to give up and answer with no messages.
+        until: Instant,
+    },
+}
+
+/// Work for the store thread.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// Number, keep, then deliver a message.
+    Append {
+        /// The message.
+        msg: NewMessage,
+        /// Who to tell.
+        told: Told,
+    },
+    /// A user has everything up to `seq`.
+    Ack {
+        /// The user.
+        user: String,
+        /// Cumulative.
+        seq: u64,
+    },
+    /// A session logged in: read what it missed.
+    Resume {
+        /// The user.
+        user: String,
+        /// The session.
+        conn: ConnId,
+        /// What the client said it has, if anything.
+        client: Option<Resume>,
+        /// The `AUTH_REQUEST`'s `requestId`.
+        rid: Option<String>,
+    },
+    /// Messages above `after`, up to `limit`.
+    Pull {
+        /// The user.
+        user: String,
+        /// The client has everything up to here.
+        after: u64,
+        /// Most messages (already capped).
+        limit: usize,
+        /// Where the answer goes.
+        to: PullTo,
+    },
+}
+
+/// A stretch of a user's history, read for a login, a pull or a long poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Replay {
+    /// The store's epoch.
+    pub epoch: String,
+    /// The user's last number.
+    pub last_seq: u64,
+    /// The messages (number, delivery text), oldest first.
+    pub messages: Vec<(u64, String)>,
+    /// More messages follow the last one returned.
+    pub has_more: bool,
+    /// The client's numbers belong to this history and nothing it lacks was dropped by
+    /// retention (logins only; true for pulls).
+    pub recovered: bool,
+}
+
+/// What the node does with the store thread's results. Called on the store thread; an
+/// implementation hands each result to the connection's worker (`Hub::call`) and returns.
+pub(crate) trait Sink: Send + Sync {
+    /// A message was stored as `seq` of `user` (`text` is its delivery) or failed.
+    fn stored(&self, hub: &Hub, user: &str, result: Result<(u64, &str), &StoreError>, told: Told);
+    /// A login's replay, or why it could not be read.
+    fn resumed(&self, hub: &Hub, conn: ConnId, rid: Option<String>, replay: Result<Replay, String>);
+    /// A `PULL_REQUEST`'s answer.
+    fn pulled(&self, hub: &Hub, conn: ConnId, rid: Option<String>, replay: Result<Replay, String>);
+}
+
+/// Settings the thread needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub max_batch: usize,
+    pub replay_limit: usize,
+    pub max_age_ms: i64,
+    pub max_per_user: u64,
+    pub prune_every: Duration,
+}
+
+/// The handle the node keeps: submit operations, read the epoch.
+#[derive(Debug)]
+pub(crate) struct Durable {
+    tx: Option<Sender<Op>>,
+    hub: Arc<OnceLock<Hub>>,
+    epoch: String,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Durable {
+    /// Starts the store thread over `store`.
+    pub(crate) fn start(
+        store: Box<dyn Store>,
+        settings: Settings,
+        sink: Weak<dyn Sink>,
+        metrics: Arc<DurableMetrics>,
+    ) -> std::io::Result<Durable> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let hub = Arc::new(OnceLock::new());
+        let epoch = store.epoch().to_owned();
+        let mut worker = StoreThread {
+            store,
+            settings,
+            sink,
+            metrics,
+            hub: hub.clone(),
+            waiters: HashMap::new(),
+            next_prune: Instant::now(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("switchboard-store".into())
+            .spawn(move || worker.run(rx))?;
+        Ok(Durable {
+            tx: Some(tx),
+            hub,
+            epoch,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `op`. `hub` is remembered the first time (the store thread answers through
+    /// it); the queue is unbounded, its depth is a metric.
+    pub(crate) fn submit(&self, hub: &Hub, op: Op) {
+        self.hub.get_or_init(|| hub.clone());
+        if let Some(tx) = &self.tx {
+            if let Err(e) = tx.send(op) {
+                tracing::error!("store thread is gone; dropping {:?}", e.0);
+            }
+        }
+    }
+
+    /// The store's epoch.
+    pub(crate) fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// Operations waiting.
+    pub(crate) fn depth(&self) -> usize {
+        self.tx.as_ref().map_or(0, Sender::len)
+    }
+}
+
+impl Drop for Durable {
+    fn drop(&mut self) {
+        // Closing the queue lets the thread finish what is queued, then stop.
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A parked long poll.
+#[derive(Debug)]
+struct Waiter {
+    after: u64,
+    limit: usize,
+    reply: HttpReply,
+    until: Instant,
+}
+
+struct StoreThread {
+    store: Box<dyn Store>,
+    settings: Settings,
+    sink: Weak<dyn Sink>,
+    metrics: Arc<DurableMetrics>,
+    hub: Arc<OnceLock<Hub>>,
+    waiters: HashMap<String, Vec<Waiter>>,
+    next_prune: Instant,
+}
+
+impl StoreThread {
+    fn run(&mut self, rx: Receiver<Op>) {
+        let mut batch = Vec::new();
+        loop {
+            let wait = self
+                .next_deadline()
+                .saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(op) => batch.push(op),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while batch.len() < self.settings.max_batch {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.process(std::mem::take(&mut batch));
+            }
+            self.expire_waiters(Instant::now());
+            self.maybe_prune();
+        }
+        for (_, ws) in self.waiters.drain() {
+            for w in ws {
+                w.reply.send(HttpResponse::text(503, "shutting down\n"));
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let soonest_poll = self.waiters.values().flatten().map(|w| w.until).min();
+        soonest_poll.map_or(self.next_prune, |t| t.min(self.next_prune))
+    }
+
+    fn process(&mut self, batch: Vec<Op>) {
+        let (Some(hub), Some(sink)) = (self.hub.get().cloned(), self.sink.upgrade()) else {
+            return;
+        };
+        let mut appends = Vec::new();
+        let mut acks: Vec<(String, u64)> = Vec::new();
+        let mut reads = Vec::new();
+        for op in batch {
+            match op {
+                Op::Append { msg, told } => appends.push((msg, told)),
+                Op::Ack { user, seq } => acks.push((user, seq)),
+                other => reads.push(other),
+            }
+        }
+        if !appends.is_empty() {
+            self.append(&hub, &*sink, appends);
+        }
+        if !acks.is_empty() {
+            let acks: Vec<(&str, u64)> = acks.iter().map(|(u, s)| (u.as_str(), *s)).collect();
+            if let Err(e) = self.store.ack(&acks) {
+                tracing::warn!(
+                    acks = acks.len(),
+                    "store: cannot record acknowledgements: {e}"
+                );
+            }
+        }
+        for op in reads {
+            self.read(&hub, &*sink, op);
+        }
+    }
+
+    fn append(&mut self, hub: &Hub, sink: &dyn Sink, appends: Vec<(NewMessage, Told)>) {
+        let (msgs, tolds): (Vec<NewMessage>, Vec<Told>) = appends.into_iter().unzip();
+        let started = Instant::now();
+        let result = self.store.append(&msgs);
+        let us = started.elapsed().as_micros() as u64;
+        match result {
+            Ok(seqs) => {
+                self.metrics.commit(msgs.len(), us);
+                DurableMetrics::add(&self.metrics.stored, msgs.len() as u64);
+                let mut woken: Vec<&str> = Vec::new();
+                for ((m, told), seq) in msgs.iter().zip(tolds).zip(seqs) {
+                    let text = delivery_text(&m.kind, &m.body, seq);
+                    sink.stored(hub, &m.user, Ok((seq, &text)), told);
+                    if self.waiters.contains_key(&m.user) && !woken.contains(&m.user.as_str()) {
+                        woken.push(&m.user);
+                    }
+                }
+                for user in woken {
+                    self.wake(user);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(messages = msgs.len(), "store: group commit failed: {e}");
+                DurableMetrics::add(&self.metrics.store_failed, msgs.len() as u64);
+                for (m, told) in msgs.iter().zip(tolds) {
+                    sink.stored(hub, &m.user, Err(&e), told);
+                }
+            }
+        }
+    }
+
+    fn replay(&mut self, user: &str, after: u64, limit: usize) -> Result<Replay, StoreError> {
+        let head = self.store.head(user)?;
+        let mut rows = self.store.since(user, after, limit + 1)?;
+        let has_more = rows.len() > limit;
+        rows.truncate(limit);
+        DurableMetrics::add(&self.metrics.pulled, rows.len() as u64);
+        Ok(Replay {
+            epoch: self.store.epoch().to_owned(),
+            last_seq: head.last_seq,
+            messages: rows
+                .into_iter()
+                .map(|s: Stored| (s.seq, delivery_text(&s.kind, &s.body, s.seq)))
+                .collect(),
+            has_more,
+            recovered: after + 1 >= head.first_kept || after >= head.last_seq,
+        })
+    }
+
+    fn read(&mut self, hub: &Hub, sink: &dyn Sink, op: Op) {
+        match op {
+            Op::Resume {
+                user,
+                conn,
+                client,
+                rid,
+            } => {
+                let r = self.resume(&user, client);
+                sink.resumed(hub, conn, rid, r.map_err(|e| e.to_string()));
+            }
+            Op::Pull {
+                user,
+                after,
+                limit,
+                to,
+            } => {
+                self.ack_quietly(&user, after);
+                let r = self.replay(&user, after, limit);
+                match to {
+                    PullTo::Ws { conn, rid } => {
+                        sink.pulled(hub, conn, rid, r.map_err(|e| e.to_string()))
+                    }
+                    PullTo::Http { reply, until } => match r {
+                        Ok(r) if r.messages.is_empty() && Instant::now() < until => self.park(
+                            user,
+                            Waiter {
+                                after,
+                                limit,
+                                reply,
+                                until,
+                            },
+                        ),
+                        other => reply.send(poll_answer(other)),
+                    },
+                }
+            }
+            Op::Append { .. } | Op::Ack { .. } => {}
+        }
+    }
+
+    /// A login: from what the client says it has if that belongs to this history,
+    /// else from the user's acknowledged cursor.
+    fn resume(&mut self, user: &str, client: Option<Resume>) -> Result<Replay, StoreError> {
+        let head = self.store.head(user)?;
+        let epoch = self.store.epoch().to_owned();
+        let (after, same_history) = match client {
+            Some(c) if c.epoch == epoch && c.last_seq <= head.last_seq => {
+                self.ack_quietly(user, c.last_seq);
+                (c.last_seq, true)
+            }
+            Some(_) => (head.acked, false),
+            None => (head.acked, true),
+        };
+        let mut r = self.replay(user, after, self.settings.replay_limit)?;
+        r.recovered &= same_history;
+        Ok(r)
+    }
+
+    fn ack_quietly(&mut self, user: &str, seq: u64) {
+        if seq > 0 {
+            if let Err(e) = self.store.ack(&[(user, seq)]) {
+                tracing::warn!(user = %user, "store: cannot record a pull position: {e}");
+            }
+        }
+    }
+
+    fn park(&mut self, user: String, w: Waiter) {
+        DurableMetrics::add(&self.metrics.long_polls_parked, 1);
+        self.waiters.entry(user).or_default().push(w);
+    }
+
+    fn unparked(&self, n: usize) {
+        self.metrics
+            .long_polls_parked
+            .fetch_sub(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// New messages for `user`: answer its parked polls.
+    fn wake(&mut self, user: &str) {
+        let Some(ws) = self.waiters.remove(user) else {
+            return;
+        };
+        self.unparked(ws.len());
+        for w in ws {
+            let r = self.replay(user, w.after, w.limit);
+            w.reply.send(poll_answer(r));
+        }
+    }
+
+    fn expire_waiters(&mut self, now: Instant) {
+        let mut expired = Vec::new();
+        self.waiters.retain(|_, ws| {
+            let (gone, kept): (Vec<Waiter>, Vec<Waiter>) =
+                ws.drain(..).partition(|w| w.until <= now);
+            expired.extend(gone);
+            *ws = kept;
+            !ws.is_empty()
+        });
+        self.unparked(expired.len());
+        for w in expired {
+            let empty = Replay {
+                epoch: self.store.epoch().to_owned(),
+                last_seq: w.after,
+                messages: Vec::new(),
+                has_more: false,
+                recovered: true,
+            };
+            w.reply.send(poll_answer(Ok(empty)));
+        }
+    }
+
+    fn maybe_prune(&mut self) {
+        let now = Instant::now();
+        if now < self.next_prune {
+            return;
+        }
+        self.next_prune = now + self.settings.prune_every;
+        let s = &self.settings;
+        if s.max_age_ms == 0 && s.max_per_user == 0 {
+            return;
+        }
+        match self.store.prune(unix_ms(), s.max_age_ms, s.max_per_user) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(dropped = n, "store retention dropped old messages"),
+            Err(e) => tracing::warn!("store retention failed: {e}"),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `{"epoch","lastSeq","hasMore","messages":[…]}`: the body of `PULL_RESPONSE` and of a
+/// long poll's answer. Messages are the delivery texts, so a client handles pulled and
+/// pushed messages alike.
+pub(crate) fn replay_json(r: &Replay) -> String {
+    let mut o = String::with_capacity(64 + r.messages.iter().map(|m| m.1.len() + 1).sum::<usize>());
+    o.push_str(r#"{"epoch":"#);
+    o.push_str(&serde_json::Value::String(r.epoch.clone()).to_string());
+    o.push_str(r#","hasMore":"#);
+    o.push_str(if r.has_more { "true" } else { "false" });
+    o.push_str(r#","lastSeq":"#);
+    o.push_str(&r.last_seq.to_string());
+    o.push_str(r#","messages":["#);
+    for (i, (_, text)) in r.messages.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        o.push_str(text);
+    }
+    o.push_str("]}");
+    o
+}
+
+fn poll_answer(r: Result<Replay, StoreError>) -> HttpResponse {
+    match r {
+        Ok(r) => HttpResponse::json(200, replay_json(&r)).header("Cache-Control", "no-store"),
+        Err(e) => HttpResponse::json(
+            503,
+            serde_json::json!({ "error": e.to_string() }).to_string(),
+        ),
+    }
+}
