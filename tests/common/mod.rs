@@ -175,6 +175,7 @@ pub fn spawn_binary(args: &[&str]) -> (std::process::Child, SocketAddr) {
         .args(args)
         .env("RUST_LOG", "info")
         .env("SWITCHBOARD__STORE__PATH", test_store_path())
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
