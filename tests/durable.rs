@@ -388,3 +388,39 @@ fn without_a_store_pull_and_ack_say_so() {
     assert_eq!(next_of(&mut alice, "ERROR")["body"]["code"], 1);
     server.stop();
 }
+
+#[test]
+fn a_store_that_falls_behind_refuses_with_code_9() {
+    let server = node(&[
+        "notify_join=false",
+        "store.max_queue=2",
+        "store.max_batch=1",
+    ]);
+    let (mut alice, _) = login(server.local_addr(), "alice");
+    // Forty messages in one burst: the worker queues them faster than one commit takes.
+    for i in 0..40 {
+        let body = json!({"toUser": "hal", "msgId": format!("q{i}"), "content": i});
+        let m = json!({"type": "SEND_TO_ONE_REQUEST", "body": body});
+        alice
+            .write(tungstenite::Message::Text(m.to_string()))
+            .unwrap();
+    }
+    alice.flush().unwrap();
+    let mut codes = Vec::new();
+    for _ in 0..40 {
+        codes.push(
+            next_of(&mut alice, "SEND_RESPONSE")["body"]["code"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    assert!(codes.contains(&9), "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 0 || *c == 9), "{codes:?}");
+    let stored = codes.iter().filter(|c| **c == 0).count() as u64;
+    let (_, hal) = login_with(server.local_addr(), "?accessToken=hal");
+    assert_eq!(
+        hal["body"]["lastSeq"], stored,
+        "what was refused was not stored"
+    );
+    server.stop();
+}

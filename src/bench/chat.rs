@@ -44,6 +44,9 @@ pub struct ChatArgs {
 }
 
 const KINDS: [&str; 3] = ["private", "group", "channel"];
+/// The latency histogram of `SEND_RESPONSE` to private messages (the node's "stored"
+/// acknowledgement when its store is on), after the three kinds'.
+const ACK: usize = 3;
 const CHANNEL: &str = "bench";
 
 /// What the client reads of each message: borrowed where the JSON has no escapes.
@@ -59,6 +62,8 @@ struct Incoming<'a> {
 struct IncomingBody<'a> {
     #[serde(default)]
     code: Option<i64>,
+    #[serde(rename = "msgId", borrow, default, deserialize_with = "string_or_none")]
+    msg_id: Option<std::borrow::Cow<'a, str>>,
     // Only the bench's own string contents matter; anything else reads as none.
     #[serde(borrow, default, deserialize_with = "string_or_none")]
     content: Option<std::borrow::Cow<'a, str>>,
@@ -92,6 +97,8 @@ struct User {
     channel_seq: u64,
     /// (kind, source) → what arrived.
     seen: HashMap<(u8, u32), SeqTracker>,
+    /// Private messages sent and not yet answered: send number → send time (ns).
+    unanswered: HashMap<u64, u64>,
 }
 
 fn token(a: &ChatArgs, user: &str) -> String {
@@ -193,7 +200,7 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
         let base = target.path.clone();
         handles.push(std::thread::spawn(move || {
             let mut s = Stats::default();
-            let mut hists: Vec<Histogram<u64>> = (0..3)
+            let mut hists: Vec<Histogram<u64>> = (0..4)
                 .map(|_| Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("constant bounds"))
                 .collect();
             let mut users: Vec<User> = Vec::new();
@@ -214,6 +221,7 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
                             group_seq: 0,
                             channel_seq: 0,
                             seen: HashMap::new(),
+                            unanswered: HashMap::new(),
                         });
                     }
                     Err(_) => s.conn_errors += 1,
@@ -271,6 +279,7 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
                             );
                             *seq += 1;
                             sent.private[u.idx as usize * n + dst as usize].fetch_add(1, Ordering::AcqRel);
+                            u.unanswered.insert(sent_n, ts);
                             text
                         } else if pick < (mix[0] + mix[1]) as u64 {
                             let text = format!(
@@ -329,6 +338,16 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
                                 p.open.fetch_add(1, Ordering::Relaxed);
                             }
                             "SEND_RESPONSE" if code != Some(0) => s.conn_errors += 1,
+                            "SEND_RESPONSE" => {
+                                let sent_n = v.body.as_ref().and_then(|b| b.msg_id.as_deref())
+                                    .and_then(|m| m.rsplit('-').next()).and_then(|n| n.parse::<u64>().ok());
+                                if let Some(ts) = sent_n.and_then(|n| u.unanswered.remove(&n)) {
+                                    let now_ns = (now - t0).as_nanos() as u64;
+                                    if warm.is_some_and(|(w, e)| ts >= w && now_ns < e) {
+                                        let _ = hists[ACK].record(now_ns.saturating_sub(ts).max(1));
+                                    }
+                                }
+                            }
                             "SEND_TO_USER_REQUEST" | "CHANNEL_MESSAGE" => {
                                 let content = v.body.as_ref().and_then(|b| b.content.as_deref()).unwrap_or("");
                                 let f: Vec<&str> = content.split('|').collect();
@@ -378,7 +397,7 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
         }));
     }
     let mut stats = Stats::default();
-    let mut hists: Vec<Histogram<u64>> = (0..3)
+    let mut hists: Vec<Histogram<u64>> = (0..4)
         .map(|_| Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("constant bounds"))
         .collect();
     let mut received = [0u64; 3];
@@ -407,23 +426,30 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
     stats.lost = (0..3)
         .map(|k| expected[k].saturating_sub(received[k]))
         .sum();
-    let per_kind: serde_json::Map<String, Value> = (0..3)
+    let quantile = |h: &Histogram<u64>, x: f64| {
+        if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(x) as f64 / 1000.0
+        }
+    };
+    let mut per_kind: serde_json::Map<String, Value> = (0..3)
         .map(|k| {
             let h = &hists[k];
-            let q = |x: f64| {
-                if h.is_empty() {
-                    0.0
-                } else {
-                    h.value_at_quantile(x) as f64 / 1000.0
-                }
-            };
             (
                 KINDS[k].to_owned(),
                 json!({ "expected": expected[k], "delivered": received[k],
-                        "p50_us": q(0.5), "p99_us": q(0.99), "samples": h.len() }),
+                        "p50_us": quantile(h, 0.5), "p99_us": quantile(h, 0.99), "samples": h.len() }),
             )
         })
         .collect();
+    // Sender to SEND_RESPONSE for private messages: with the node's store on, the time
+    // until the message is committed ("stored").
+    let h = &hists[ACK];
+    per_kind.insert(
+        "private_ack".into(),
+        json!({ "p50_us": quantile(h, 0.5), "p99_us": quantile(h, 0.99), "samples": h.len() }),
+    );
     Ok((
         a.common.json,
         Report::new(

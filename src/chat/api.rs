@@ -57,13 +57,12 @@ fn check_key(node: &ChatNode, req: &Request) -> Option<HttpResponse> {
 /// "seq": N, "sessions": N}`.
 pub fn send(node: &Arc<ChatNode>, req: &Request, hub: &Hub, reply: HttpReply) {
     match durable_send(node, req) {
-        Ok(Some((d, msg))) => d.submit(
-            hub,
-            Op::Append {
-                msg,
-                told: Told::Api(reply),
-            },
-        ),
+        Ok(Some((d, msg))) => {
+            if let Err(Told::Api(reply)) = d.append(hub, msg, Told::Api(reply)) {
+                let busy = error(503, "store busy: not stored, retry later");
+                reply.send(busy.header("Retry-After", "1"));
+            }
+        }
         Ok(None) => reply.send(send_now(node, req, hub)),
         Err(resp) => reply.send(resp),
     }

@@ -128,6 +128,12 @@ pub struct StoreConfig {
     pub max_size_mb: u64,
     /// Most messages committed in one transaction.
     pub max_batch: usize,
+    /// How long the store thread gathers operations after the first before it commits
+    /// them together: one sync shared by more messages, for at most this much latency.
+    pub commit_delay: String,
+    /// Operations that may wait for the store thread; beyond, messages are refused with
+    /// `SEND_RESPONSE` code 9 (HTTP 503) until it catches up.
+    pub max_queue: usize,
 }
 
 impl Default for StoreConfig {
@@ -140,6 +146,8 @@ impl Default for StoreConfig {
             max_age: "7d".into(),
             max_size_mb: 0,
             max_batch: 4096,
+            commit_delay: "0ms".into(),
+            max_queue: 100_000,
         }
     }
 }
@@ -305,6 +313,7 @@ impl ChatConfig {
         parse_duration(&self.auth.timeout)?;
         parse_duration(&self.limits.dedup_window)?;
         parse_duration(&self.store.max_age)?;
+        parse_duration(&self.store.commit_delay)?;
         if parse_duration(&self.delivery.ack_timeout)?.is_zero() {
             return bad("delivery.ack_timeout must be above 0".into());
         }
@@ -405,6 +414,8 @@ fn comment(path: &str) -> &'static str {
         "store.max_age" => "messages older than this are dropped, e.g. \"7d\"; \"0s\" = keep",
         "store.max_size_mb" => "largest database in MiB (writes beyond fail like a full disk); 0 = no cap",
         "store.max_batch" => "most messages in one group commit",
+        "store.commit_delay" => "gather operations this long after the first before committing them together",
+        "store.max_queue" => "operations waiting for the store; beyond, SEND_RESPONSE code 9 / HTTP 503",
         "delivery.mode" => "ack (resend what is not ACKed in ack_timeout) | pull (push once; clients pull)",
         "delivery.ack_timeout" => "resend an unacknowledged message after this long (ack mode)",
         "delivery.max_attempts" => "pushes of one message to one session before it is left for pull",

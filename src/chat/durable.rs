@@ -133,6 +133,8 @@ pub(crate) trait Sink: Send + Sync {
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub max_batch: usize,
+    pub commit_delay: Duration,
+    pub max_queue: usize,
     pub replay_limit: usize,
     pub max_age_ms: i64,
     pub max_per_user: u64,
@@ -145,6 +147,7 @@ pub(crate) struct Durable {
     tx: Option<Sender<Op>>,
     hub: Arc<OnceLock<Hub>>,
     epoch: String,
+    max_queue: usize,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -159,6 +162,7 @@ impl Durable {
         let (tx, rx) = crossbeam_channel::unbounded();
         let hub = Arc::new(OnceLock::new());
         let epoch = store.epoch().to_owned();
+        let max_queue = settings.max_queue;
         let mut worker = StoreThread {
             store,
             settings,
@@ -175,12 +179,24 @@ impl Durable {
             tx: Some(tx),
             hub,
             epoch,
+            max_queue,
             thread: Some(thread),
         })
     }
 
+    /// Queues a new message unless `max_queue` operations already wait (then it is
+    /// handed back: the caller refuses it, code 9 or HTTP 503).
+    pub(crate) fn append(&self, hub: &Hub, msg: NewMessage, told: Told) -> Result<(), Told> {
+        if self.depth() >= self.max_queue {
+            return Err(told);
+        }
+        self.submit(hub, Op::Append { msg, told });
+        Ok(())
+    }
+
     /// Queues `op`. `hub` is remembered the first time (the store thread answers through
-    /// it); the queue is unbounded, its depth is a metric.
+    /// it). Acknowledgements and reads are never refused; new messages go through
+    /// [`Durable::append`].
     pub(crate) fn submit(&self, hub: &Hub, op: Op) {
         self.hub.get_or_init(|| hub.clone());
         if let Some(tx) = &self.tx {
@@ -242,10 +258,17 @@ impl StoreThread {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            // Group commit: gather for up to `commit_delay` after the first operation,
+            // so a commit (and its sync) is shared by everything that arrives meanwhile.
+            let gather_until = Instant::now() + self.settings.commit_delay;
             while batch.len() < self.settings.max_batch {
                 match rx.try_recv() {
                     Ok(op) => batch.push(op),
-                    Err(_) => break,
+                    Err(_) if batch.is_empty() => break,
+                    Err(_) => match rx.recv_deadline(gather_until) {
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    },
                 }
             }
             if !batch.is_empty() {

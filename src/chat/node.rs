@@ -94,6 +94,8 @@ impl ChatNode {
         };
         let settings = Settings {
             max_batch: cfg.store.max_batch,
+            commit_delay: parse_duration(&cfg.store.commit_delay)?,
+            max_queue: cfg.store.max_queue.max(1),
             replay_limit: cfg.delivery.replay_limit,
             max_age_ms: parse_duration(&cfg.store.max_age)?.as_millis() as i64,
             max_per_user: cfg.store.max_messages_per_user,
@@ -711,7 +713,12 @@ impl Handler for ChatHandler {
                         msg_id,
                         rid: rid.map(str::to_owned),
                     };
-                    return d.submit(ctx.hub(), Op::Append { msg, told });
+                    if let Err(Told::Sender { msg_id, .. }) = d.append(ctx.hub(), msg, told) {
+                        node.registry.forget_delivery(&me.id, &msg_id);
+                        let text = "store busy: not stored, retry later";
+                        Self::send_response(ctx, &msg_id, code::STORE_BUSY, text, rid);
+                    }
+                    return;
                 }
                 let to = node.registry.by_user(&to_user);
                 if to.is_empty() {

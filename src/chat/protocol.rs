@@ -28,6 +28,8 @@ pub mod code {
     pub const STORE_FAILED: i64 = 7;
     /// The request needs the store and `store.enabled` is false.
     pub const NO_STORE: i64 = 8;
+    /// More messages wait for the store than `store.max_queue`: not stored, retry later.
+    pub const STORE_BUSY: i64 = 9;
 }
 
 /// A message's `content`: any JSON, kept as the client's text (checked to be JSON, not
