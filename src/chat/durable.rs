@@ -105,6 +105,8 @@ pub(crate) enum Op {
 /// A stretch of a user's history, read for a login, a pull or a long poll.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Replay {
+    /// The messages follow this number (what the client already has).
+    pub after: u64,
     /// The store's epoch.
     pub epoch: String,
     /// The user's last number.
@@ -358,6 +360,7 @@ impl StoreThread {
         rows.truncate(limit);
         DurableMetrics::add(&self.metrics.pulled, rows.len() as u64);
         Ok(Replay {
+            after,
             epoch: self.store.epoch().to_owned(),
             last_seq: head.last_seq,
             messages: rows
@@ -471,6 +474,7 @@ impl StoreThread {
         self.unparked(expired.len());
         for w in expired {
             let empty = Replay {
+                after: w.after,
                 epoch: self.store.epoch().to_owned(),
                 last_seq: w.after,
                 messages: Vec::new(),

@@ -25,8 +25,11 @@ use crate::config::ConfigError;
 use crate::http::HttpResponse;
 use crate::{Server, ServerBuilder};
 
-/// The demo page: self-contained (no external scripts or fonts).
+/// The demo page: self-contained but for the node's own client script.
 pub const DEMO_PAGE: &str = include_str!("demo.html");
+
+/// The browser client (`/switchboard.js`): reconnect, resume, ACK, pull, request/reply.
+pub const CLIENT_JS: &str = include_str!("switchboard.js");
 
 /// Builds the chat node: the WebSocket endpoint at `ws_path`, the push API under
 /// `/api/v1/`, the demo page at `/`, `/healthz` and `/metrics`.
@@ -72,6 +75,20 @@ pub fn chat_server(cfg: ChatConfig) -> Result<(ServerBuilder, Arc<ChatNode>), Co
             "GET" | "HEAD" => {
                 HttpResponse::html(200, DEMO_PAGE).header("Cache-Control", "no-store")
             }
+            _ => HttpResponse::text(405, "use GET\n").header("Allow", "GET"),
+        })
+        .http_route("/switchboard.js", |req, _| match req.method.as_str() {
+            "GET" | "HEAD" => HttpResponse {
+                status: 200,
+                headers: vec![
+                    (
+                        "Content-Type".into(),
+                        "text/javascript; charset=utf-8".into(),
+                    ),
+                    ("Cache-Control".into(), "no-cache".into()),
+                ],
+                body: CLIENT_JS.as_bytes().to_vec(),
+            },
             _ => HttpResponse::text(405, "use GET\n").header("Allow", "GET"),
         })
         .http_route_deferred("/api/v1/send", move |req, hub, reply| {

@@ -299,8 +299,10 @@ impl ChatNode {
         let id = ctx.id().to_string();
         let mut body = json!({ "code": code::OK, "message": "authenticated", "userId": user.id, "sessionId": id });
         let mut messages = Vec::new();
+        let mut has = 0;
         match replay {
             Ok(r) => {
+                has = r.after;
                 body["epoch"] = json!(r.epoch);
                 body["lastSeq"] = json!(r.last_seq);
                 body["recovered"] = json!(r.recovered);
@@ -324,6 +326,8 @@ impl ChatNode {
             .map(|(seq, text)| (seq, Payload::from(Message::Text(text))))
             .collect();
         if let Some(f) = Self::inflight(ctx) {
+            // The client has everything up to where the replay starts: it may ACK it.
+            f.pulled_upto(has);
             let (out, dropped) = f.resumed(replay, Instant::now());
             self.send_tracked(ctx, out, dropped);
         }
