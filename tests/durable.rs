@@ -299,6 +299,13 @@ fn the_push_api_stores_durable_messages() {
     );
     let (st, r) =
         push(json!({"type": "NOTICE", "body": {}, "to": {"channel": "c"}, "durable": true}));
+    assert_eq!(
+        (st, &r["seq"]),
+        (200, &json!(1)),
+        "a channel has its own numbers: {r}"
+    );
+    let (st, r) =
+        push(json!({"type": "NOTICE", "body": {}, "to": {"sessionId": "0.0.0"}, "durable": true}));
     assert_eq!(st, 400, "{r}");
     let (st, _) =
         push(json!({"type": "NOTICE", "body": [1], "to": {"userId": "frank"}, "durable": true}));
@@ -422,5 +429,88 @@ fn a_store_that_falls_behind_refuses_with_code_9() {
         hal["body"]["lastSeq"], stored,
         "what was refused was not stored"
     );
+    server.stop();
+}
+
+#[test]
+fn channel_and_everyone_histories_are_recovered_on_resubscribe() {
+    let server = node(&["notify_join=false"]);
+    let addr = server.local_addr();
+    let subscribe = |ws: &mut common::Client, body: Value| {
+        send(ws, "SUBSCRIBE_REQUEST", body, "s");
+        next_of(ws, "SUBSCRIBE_RESPONSE")
+    };
+    let (mut bob, _) = login(addr, "bob");
+    let (mut ann, _) = login(addr, "ann");
+    let first = subscribe(&mut ann, json!({"channel": "room"}));
+    assert_eq!(first["body"]["code"], 0, "{first}");
+    assert_eq!(first["body"]["lastSeq"], 0, "{first}");
+    let epoch = first["body"]["epoch"].as_str().unwrap().to_owned();
+    let say = |ws: &mut common::Client, i: u64| {
+        let body = json!({"channel": "room", "msgId": format!("c{i}"), "content": i});
+        send(ws, "SEND_TO_CHANNEL_REQUEST", body, "c");
+        assert_eq!(next_of(ws, "SEND_RESPONSE")["body"]["message"], "stored");
+    };
+    for i in 1..=3 {
+        say(&mut bob, i);
+        let m = next_of(&mut ann, "CHANNEL_MESSAGE");
+        assert_eq!(seq_of(&m), i, "{m}");
+        assert_eq!(m["body"]["epoch"], epoch.as_str());
+        assert_eq!(m["body"]["channel"], "room");
+    }
+    drop(ann);
+    for i in 4..=5 {
+        say(&mut bob, i);
+    }
+    for i in 1..=2 {
+        let body = json!({"msgId": format!("a{i}"), "content": format!("all{i}")});
+        send(&mut bob, "SEND_TO_ALL_REQUEST", body, "a");
+        assert_eq!(
+            next_of(&mut bob, "SEND_RESPONSE")["body"]["message"],
+            "stored"
+        );
+    }
+    let (mut ann, _) = login(addr, "ann");
+    let r = subscribe(
+        &mut ann,
+        json!({"channel": "room", "sinceSeq": 3, "epoch": epoch}),
+    );
+    assert_eq!(r["body"]["recovered"], true, "{r}");
+    assert_eq!(r["body"]["lastSeq"], 5, "{r}");
+    assert_eq!(seq_of(&next_of(&mut ann, "CHANNEL_MESSAGE")), 4);
+    assert_eq!(seq_of(&next_of(&mut ann, "CHANNEL_MESSAGE")), 5);
+    // Messages to everyone: the history of channel "*".
+    let r = subscribe(
+        &mut ann,
+        json!({"channel": "*", "sinceSeq": 0, "epoch": epoch}),
+    );
+    assert_eq!(r["body"]["lastSeq"], 2, "{r}");
+    for i in 1..=2 {
+        let m = next_of(&mut ann, "SEND_TO_USER_REQUEST");
+        assert_eq!(seq_of(&m), i);
+        assert_eq!(m["body"]["channel"], "*");
+        assert_eq!(m["body"]["content"], format!("all{i}"));
+    }
+    // Numbers from another history: not recovered, nothing replayed.
+    let r = subscribe(
+        &mut ann,
+        json!({"channel": "room", "sinceSeq": 1, "epoch": "other"}),
+    );
+    assert_eq!(r["body"]["recovered"], false, "{r}");
+    quiet(&mut ann, 300);
+    let pull = json!({"channel": "room", "sinceSeq": 0, "limit": 2});
+    send(&mut ann, "PULL_REQUEST", pull, "p");
+    let p = next_of(&mut ann, "PULL_RESPONSE");
+    let got: Vec<u64> = p["body"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(seq_of)
+        .collect();
+    assert_eq!(got, vec![1, 2]);
+    assert_eq!(p["body"]["hasMore"], true);
+    let star = json!({"channel": "*", "msgId": "x", "content": 1});
+    send(&mut ann, "SEND_TO_CHANNEL_REQUEST", star, "x");
+    assert_eq!(next_of(&mut ann, "ERROR")["body"]["code"], 1);
     server.stop();
 }

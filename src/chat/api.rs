@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::durable::{self, Op, PullTo, Told};
 use super::node::{ChatNode, ALL_USERS};
 use super::protocol;
-use super::store::NewMessage;
+use super::store::{self, NewMessage};
 use crate::handler::Message;
 use crate::http::{HttpResponse, Request};
 use crate::hub::Hub;
@@ -96,24 +96,39 @@ fn durable_send<'n>(
     else {
         return Err(error(400, "\"type\" (a non-empty string) is required"));
     };
-    let Some(user) = v.pointer("/to/userId").and_then(Value::as_str) else {
-        return Err(error(
-            400,
-            "\"durable\" messages go to one user: \"to\": {\"userId\": …}",
-        ));
+    let to = v.get("to");
+    let user = to.and_then(|t| t.get("userId")).and_then(Value::as_str);
+    let channel = to.and_then(|t| t.get("channel")).and_then(Value::as_str);
+    let all = to.and_then(|t| t.get("all")).and_then(Value::as_bool) == Some(true);
+    let (stream, channel) = match (user, channel, all) {
+        (Some(u), None, false) => (store::user_stream(u), None),
+        (None, Some(c), false) if c != store::EVERYONE => (store::channel_stream(c), Some(c)),
+        (None, None, true) => (store::channel_stream(store::EVERYONE), Some(store::EVERYONE)),
+        _ => {
+            return Err(error(
+                400,
+                "\"durable\" messages go to one user ({\"userId\"}), one channel ({\"channel\"}) or everyone ({\"all\": true})",
+            ))
+        }
     };
-    let body = v.get("body").cloned().unwrap_or_else(|| json!({}));
-    if !body.is_object() {
+    let mut body = v.get("body").cloned().unwrap_or_else(|| json!({}));
+    let Some(fields) = body.as_object_mut() else {
         return Err(error(
             400,
             "\"body\" of a durable message must be a JSON object",
         ));
-    }
-    if body.get("seq").is_some() {
+    };
+    if fields.contains_key("seq") {
         return Err(error(400, "\"body.seq\" is the node's to set"));
     }
+    if let Some(c) = channel {
+        // As a chat client's channel message: which history, and which epoch its numbers
+        // belong to.
+        fields.insert("channel".into(), json!(c));
+        fields.insert("epoch".into(), json!(d.epoch()));
+    }
     let msg = NewMessage {
-        user: user.to_owned(),
+        stream,
         kind: kind.to_owned(),
         body: body.to_string(),
         created_ms: durable::unix_ms(),
@@ -244,7 +259,7 @@ pub fn messages(node: &Arc<ChatNode>, req: &Request, hub: &Hub, reply: HttpReply
                 d.submit(
                     hub,
                     Op::Pull {
-                        user,
+                        stream: store::user_stream(&user),
                         after,
                         limit,
                         to,

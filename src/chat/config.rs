@@ -122,6 +122,9 @@ pub struct StoreConfig {
     pub fsync: FsyncPolicy,
     /// Messages kept per user; older ones are dropped in the background. 0 = no limit.
     pub max_messages_per_user: u64,
+    /// Messages kept per channel (and for `*`, messages to everyone) for recovery on
+    /// resubscribe. 0 = no limit.
+    pub max_messages_per_channel: u64,
     /// Messages older than this are dropped in the background, e.g. `"7d"`; `"0s"` = keep.
     pub max_age: String,
     /// Largest database size in MiB; writes beyond it fail like a full disk. 0 = no cap.
@@ -143,6 +146,7 @@ impl Default for StoreConfig {
             path: "data/switchboard.db".into(),
             fsync: FsyncPolicy::Always,
             max_messages_per_user: 10_000,
+            max_messages_per_channel: 1_000,
             max_age: "7d".into(),
             max_size_mb: 0,
             max_batch: 4096,
@@ -411,6 +415,9 @@ fn comment(path: &str) -> &'static str {
             "always (synced before SEND_RESPONSE code 0; survives power loss) | normal (survives a process crash)"
         }
         "store.max_messages_per_user" => "messages kept per user; 0 = no limit",
+        "store.max_messages_per_channel" => {
+            "messages kept per channel (and \"*\", messages to everyone) for recovery; 0 = no limit"
+        }
         "store.max_age" => "messages older than this are dropped, e.g. \"7d\"; \"0s\" = keep",
         "store.max_size_mb" => "largest database in MiB (writes beyond fail like a full disk); 0 = no cap",
         "store.max_batch" => "most messages in one group commit",

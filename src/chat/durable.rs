@@ -64,7 +64,7 @@ pub(crate) enum PullTo {
 /// Work for the store thread.
 #[derive(Debug)]
 pub(crate) enum Op {
-    /// Number, keep, then deliver a message.
+    /// Number, keep, then deliver a message (to a user or a channel: its stream).
     Append {
         /// The message.
         msg: NewMessage,
@@ -73,15 +73,17 @@ pub(crate) enum Op {
     },
     /// A user has everything up to `seq`.
     Ack {
-        /// The user.
-        user: String,
+        /// The user's stream.
+        stream: String,
         /// Cumulative.
         seq: u64,
     },
-    /// A session logged in: read what it missed.
+    /// A session logged in (or subscribed to `channel`): read what it missed.
     Resume {
-        /// The user.
-        user: String,
+        /// The user's (or the channel's) stream.
+        stream: String,
+        /// The channel, for a subscription.
+        channel: Option<String>,
         /// The session.
         conn: ConnId,
         /// What the client said it has, if anything.
@@ -91,8 +93,8 @@ pub(crate) enum Op {
     },
     /// Messages above `after`, up to `limit`.
     Pull {
-        /// The user.
-        user: String,
+        /// The user's (or a channel's) stream.
+        stream: String,
         /// The client has everything up to here.
         after: u64,
         /// Most messages (already capped).
@@ -123,10 +125,18 @@ pub(crate) struct Replay {
 /// What the node does with the store thread's results. Called on the store thread; an
 /// implementation hands each result to the connection's worker (`Hub::call`) and returns.
 pub(crate) trait Sink: Send + Sync {
-    /// A message was stored as `seq` of `user` (`text` is its delivery) or failed.
-    fn stored(&self, hub: &Hub, user: &str, result: Result<(u64, &str), &StoreError>, told: Told);
-    /// A login's replay, or why it could not be read.
-    fn resumed(&self, hub: &Hub, conn: ConnId, rid: Option<String>, replay: Result<Replay, String>);
+    /// A message was stored as `seq` of `stream` (`text` is its delivery) or failed.
+    fn stored(&self, hub: &Hub, stream: &str, result: Result<(u64, &str), &StoreError>, told: Told);
+    /// A login's (or, with `channel`, a subscription's) replay, or why it could not be
+    /// read.
+    fn resumed(
+        &self,
+        hub: &Hub,
+        conn: ConnId,
+        rid: Option<String>,
+        channel: Option<String>,
+        replay: Result<Replay, String>,
+    );
     /// A `PULL_REQUEST`'s answer.
     fn pulled(&self, hub: &Hub, conn: ConnId, rid: Option<String>, replay: Result<Replay, String>);
 }
@@ -140,6 +150,7 @@ pub(crate) struct Settings {
     pub replay_limit: usize,
     pub max_age_ms: i64,
     pub max_per_user: u64,
+    pub max_per_channel: u64,
     pub prune_every: Duration,
 }
 
@@ -301,7 +312,7 @@ impl StoreThread {
         for op in batch {
             match op {
                 Op::Append { msg, told } => appends.push((msg, told)),
-                Op::Ack { user, seq } => acks.push((user, seq)),
+                Op::Ack { stream, seq } => acks.push((stream, seq)),
                 other => reads.push(other),
             }
         }
@@ -334,9 +345,9 @@ impl StoreThread {
                 let mut woken: Vec<&str> = Vec::new();
                 for ((m, told), seq) in msgs.iter().zip(tolds).zip(seqs) {
                     let text = delivery_text(&m.kind, &m.body, seq);
-                    sink.stored(hub, &m.user, Ok((seq, &text)), told);
-                    if self.waiters.contains_key(&m.user) && !woken.contains(&m.user.as_str()) {
-                        woken.push(&m.user);
+                    sink.stored(hub, &m.stream, Ok((seq, &text)), told);
+                    if self.waiters.contains_key(&m.stream) && !woken.contains(&m.stream.as_str()) {
+                        woken.push(&m.stream);
                     }
                 }
                 for user in woken {
@@ -347,15 +358,15 @@ impl StoreThread {
                 tracing::warn!(messages = msgs.len(), "store: group commit failed: {e}");
                 DurableMetrics::add(&self.metrics.store_failed, msgs.len() as u64);
                 for (m, told) in msgs.iter().zip(tolds) {
-                    sink.stored(hub, &m.user, Err(&e), told);
+                    sink.stored(hub, &m.stream, Err(&e), told);
                 }
             }
         }
     }
 
-    fn replay(&mut self, user: &str, after: u64, limit: usize) -> Result<Replay, StoreError> {
-        let head = self.store.head(user)?;
-        let mut rows = self.store.since(user, after, limit + 1)?;
+    fn replay(&mut self, stream: &str, after: u64, limit: usize) -> Result<Replay, StoreError> {
+        let head = self.store.head(stream)?;
+        let mut rows = self.store.since(stream, after, limit + 1)?;
         let has_more = rows.len() > limit;
         rows.truncate(limit);
         DurableMetrics::add(&self.metrics.pulled, rows.len() as u64);
@@ -375,29 +386,30 @@ impl StoreThread {
     fn read(&mut self, hub: &Hub, sink: &dyn Sink, op: Op) {
         match op {
             Op::Resume {
-                user,
+                stream,
+                channel,
                 conn,
                 client,
                 rid,
             } => {
-                let r = self.resume(&user, client);
-                sink.resumed(hub, conn, rid, r.map_err(|e| e.to_string()));
+                let r = self.resume(&stream, channel.is_some(), client);
+                sink.resumed(hub, conn, rid, channel, r.map_err(|e| e.to_string()));
             }
             Op::Pull {
-                user,
+                stream,
                 after,
                 limit,
                 to,
             } => {
-                self.ack_quietly(&user, after);
-                let r = self.replay(&user, after, limit);
+                self.ack_quietly(&stream, after);
+                let r = self.replay(&stream, after, limit);
                 match to {
                     PullTo::Ws { conn, rid } => {
                         sink.pulled(hub, conn, rid, r.map_err(|e| e.to_string()))
                     }
                     PullTo::Http { reply, until } => match r {
                         Ok(r) if r.messages.is_empty() && Instant::now() < until => self.park(
-                            user,
+                            stream,
                             Waiter {
                                 after,
                                 limit,
@@ -413,28 +425,35 @@ impl StoreThread {
         }
     }
 
-    /// A login: from what the client says it has if that belongs to this history,
-    /// else from the user's acknowledged cursor.
-    fn resume(&mut self, user: &str, client: Option<Resume>) -> Result<Replay, StoreError> {
-        let head = self.store.head(user)?;
+    /// A login or a subscription: from what the client says it has if that belongs to
+    /// this history, else from the user's acknowledged cursor (a channel: from now).
+    fn resume(
+        &mut self,
+        stream: &str,
+        channel: bool,
+        client: Option<Resume>,
+    ) -> Result<Replay, StoreError> {
+        let head = self.store.head(stream)?;
         let epoch = self.store.epoch().to_owned();
+        let fallback = if channel { head.last_seq } else { head.acked };
         let (after, same_history) = match client {
             Some(c) if c.epoch == epoch && c.last_seq <= head.last_seq => {
-                self.ack_quietly(user, c.last_seq);
+                self.ack_quietly(stream, c.last_seq);
                 (c.last_seq, true)
             }
-            Some(_) => (head.acked, false),
-            None => (head.acked, true),
+            Some(_) => (fallback, false),
+            None => (fallback, true),
         };
-        let mut r = self.replay(user, after, self.settings.replay_limit)?;
+        let mut r = self.replay(stream, after, self.settings.replay_limit)?;
         r.recovered &= same_history;
         Ok(r)
     }
 
-    fn ack_quietly(&mut self, user: &str, seq: u64) {
-        if seq > 0 {
-            if let Err(e) = self.store.ack(&[(user, seq)]) {
-                tracing::warn!(user = %user, "store: cannot record a pull position: {e}");
+    /// A user's pull or resume position moves its cursor (channels have none).
+    fn ack_quietly(&mut self, stream: &str, seq: u64) {
+        if seq > 0 && stream.starts_with("u:") {
+            if let Err(e) = self.store.ack(&[(stream, seq)]) {
+                tracing::warn!(stream = %stream, "store: cannot record a pull position: {e}");
             }
         }
     }
@@ -492,10 +511,15 @@ impl StoreThread {
         }
         self.next_prune = now + self.settings.prune_every;
         let s = &self.settings;
-        if s.max_age_ms == 0 && s.max_per_user == 0 {
-            return;
-        }
-        match self.store.prune(unix_ms(), s.max_age_ms, s.max_per_user) {
+        let (users, channels) = (s.max_per_user, s.max_per_channel);
+        let keep = move |stream: &str| {
+            if stream.starts_with("c:") {
+                channels
+            } else {
+                users
+            }
+        };
+        match self.store.prune(unix_ms(), s.max_age_ms, &keep) {
             Ok(0) => {}
             Ok(n) => tracing::info!(dropped = n, "store retention dropped old messages"),
             Err(e) => tracing::warn!("store retention failed: {e}"),

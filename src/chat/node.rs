@@ -20,7 +20,7 @@ use super::inflight::{Inflight, NeverSent};
 use super::metrics::{ChatMetrics, DurableMetrics};
 use super::protocol::{self, code, hot, Request, Resume};
 use super::registry::{Added, Registry, Session};
-use super::store::{self, NewMessage, SqliteStore, StoreError};
+use super::store::{self, NewMessage, SqliteStore, StoreError, EVERYONE};
 use crate::config::ConfigError;
 use crate::handler::{Context, Handler, Message};
 use crate::http::{HttpResponse, Request as HttpRequest};
@@ -99,6 +99,7 @@ impl ChatNode {
             replay_limit: cfg.delivery.replay_limit,
             max_age_ms: parse_duration(&cfg.store.max_age)?.as_millis() as i64,
             max_per_user: cfg.store.max_messages_per_user,
+            max_per_channel: cfg.store.max_messages_per_channel,
             prune_every: Duration::from_secs(60),
         };
         let metrics = ChatMetrics::default();
@@ -209,7 +210,8 @@ impl ChatNode {
             Some(d) => d.submit(
                 ctx.hub(),
                 Op::Resume {
-                    user: user_id.to_owned(),
+                    stream: store::user_stream(user_id),
+                    channel: None,
                     conn: ctx.id(),
                     client: resume,
                     rid: rid.map(str::to_owned),
@@ -370,6 +372,70 @@ impl ChatNode {
         self.send_tracked(ctx, due.resend, due.given_up);
     }
 
+    /// Queues a client's message for the store; the sender's `SEND_RESPONSE` follows the
+    /// commit (or says the store is busy now).
+    fn store_message(
+        &self,
+        ctx: &mut Context<'_>,
+        stream: String,
+        kind: &str,
+        body: String,
+        msg_id: String,
+        rid: Option<&str>,
+    ) {
+        let (Some(d), Some(me)) = (&self.durable, Self::session_user(ctx)) else {
+            return;
+        };
+        let msg = NewMessage {
+            stream,
+            kind: kind.to_owned(),
+            body,
+            created_ms: durable::unix_ms(),
+        };
+        let told = Told::Sender {
+            conn: ctx.id(),
+            user: me.id.clone(),
+            msg_id,
+            rid: rid.map(str::to_owned),
+        };
+        if let Err(Told::Sender { msg_id, .. }) = d.append(ctx.hub(), msg, told) {
+            self.registry.forget_delivery(&me.id, &msg_id);
+            let text = "store busy: not stored, retry later";
+            ChatHandler::send_response(ctx, &msg_id, code::STORE_BUSY, text, rid);
+        }
+    }
+
+    /// A subscription's replay: `SUBSCRIBE_RESPONSE` with where the channel's history
+    /// stands, then the messages the client missed (after its `sinceSeq`).
+    fn on_subscribed(
+        &self,
+        ctx: &mut Context<'_>,
+        rid: Option<String>,
+        channel: String,
+        replay: Result<Replay, String>,
+    ) {
+        let mut body = json!({ "code": code::OK, "channel": channel });
+        let mut messages = Vec::new();
+        match replay {
+            Ok(r) => {
+                body["epoch"] = json!(r.epoch);
+                body["lastSeq"] = json!(r.last_seq);
+                body["recovered"] = json!(r.recovered);
+                body["hasMore"] = json!(r.has_more);
+                messages = r.messages;
+            }
+            Err(e) => {
+                body["recovered"] = json!(false);
+                body["storeError"] = json!(e);
+            }
+        }
+        let text = protocol::message("SUBSCRIBE_RESPONSE", body, rid.as_deref());
+        ctx.send(Message::Text(text));
+        for (_, text) in messages {
+            ctx.send(Message::Text(text));
+        }
+    }
+
     /// `ACK_REQUEST`: settles tracked pushes and moves the user's cursor.
     fn on_ack(
         &self,
@@ -401,7 +467,7 @@ impl ChatNode {
             d.submit(
                 ctx.hub(),
                 Op::Ack {
-                    user: user.id.clone(),
+                    stream: store::user_stream(&user.id),
                     seq,
                 },
             );
@@ -413,7 +479,13 @@ impl ChatNode {
 }
 
 impl Sink for ChatNode {
-    fn stored(&self, hub: &Hub, user: &str, result: Result<(u64, &str), &StoreError>, told: Told) {
+    fn stored(
+        &self,
+        hub: &Hub,
+        stream: &str,
+        result: Result<(u64, &str), &StoreError>,
+        told: Told,
+    ) {
         let (seq, text) = match result {
             Ok(r) => r,
             Err(e) => {
@@ -426,15 +498,9 @@ impl Sink for ChatNode {
                         rid,
                     } => {
                         self.registry.forget_delivery(&from, &msg_id);
-                        hub.send(
-                            conn,
-                            Message::Text(hot::send_response(
-                                &msg_id,
-                                code::STORE_FAILED,
-                                &why,
-                                rid.as_deref(),
-                            )),
-                        );
+                        let text =
+                            hot::send_response(&msg_id, code::STORE_FAILED, &why, rid.as_deref());
+                        hub.send(conn, Message::Text(text));
                     }
                     Told::Api(reply) => {
                         reply.send(HttpResponse::json(503, json!({ "error": why }).to_string()))
@@ -443,34 +509,44 @@ impl Sink for ChatNode {
                 return;
             }
         };
-        let to = self.registry.by_user(user);
+        let user = stream.strip_prefix("u:");
+        let channel = stream.strip_prefix("c:");
+        let everyone = channel == Some(EVERYONE);
+        let to = match (user, channel) {
+            (Some(u), _) => self.registry.by_user(u),
+            (None, Some(c)) if !everyone => self.registry.channel(c),
+            _ => Vec::new(),
+        };
+        let sessions = if everyone {
+            self.registry.session_count()
+        } else {
+            to.len()
+        };
         match told {
             Told::Sender {
                 conn, msg_id, rid, ..
             } => {
-                hub.send(
-                    conn,
-                    Message::Text(hot::send_response(
-                        &msg_id,
-                        code::OK,
-                        "stored",
-                        rid.as_deref(),
-                    )),
-                );
+                let text = hot::send_response(&msg_id, code::OK, "stored", rid.as_deref());
+                hub.send(conn, Message::Text(text));
             }
             Told::Api(reply) => reply.send(HttpResponse::json(
                 200,
-                json!({ "stored": true, "seq": seq, "sessions": to.len() }).to_string(),
+                json!({ "stored": true, "seq": seq, "sessions": sessions }).to_string(),
             )),
         }
-        if to.is_empty() {
-            return;
+        self.metrics.delivered(sessions);
+        let payload = Payload::from(Message::Text(text.to_owned()));
+        if everyone {
+            return hub.send_to_group(ALL_USERS, payload);
+        }
+        if user.is_none() {
+            // A channel's history is recovered by resubscribing, not resent: one shared
+            // frame for every subscriber.
+            return hub.send_many(&to, payload);
         }
         let Some(node) = self.me.upgrade() else {
             return;
         };
-        self.metrics.delivered(to.len());
-        let payload = Payload::from(Message::Text(text.to_owned()));
         for id in to {
             let (node, payload) = (node.clone(), payload.clone());
             hub.call(id, move |ctx| node.push_stored(ctx, seq, payload));
@@ -482,10 +558,14 @@ impl Sink for ChatNode {
         hub: &Hub,
         conn: ConnId,
         rid: Option<String>,
+        channel: Option<String>,
         replay: Result<Replay, String>,
     ) {
         if let Some(node) = self.me.upgrade() {
-            hub.call(conn, move |ctx| node.on_resumed(ctx, rid, replay));
+            hub.call(conn, move |ctx| match channel {
+                Some(c) => node.on_subscribed(ctx, rid, c, replay),
+                None => node.on_resumed(ctx, rid, replay),
+            });
         }
     }
 
@@ -704,25 +784,11 @@ impl Handler for ChatHandler {
                 },
                 Some(me),
             ) => {
-                if let Some(d) = &node.durable {
-                    let msg = NewMessage {
-                        body: hot::to_user_body(&msg_id, &content, &me.id),
-                        user: to_user,
-                        kind: "SEND_TO_USER_REQUEST".into(),
-                        created_ms: durable::unix_ms(),
-                    };
-                    let told = Told::Sender {
-                        conn: ctx.id(),
-                        user: me.id.clone(),
-                        msg_id,
-                        rid: rid.map(str::to_owned),
-                    };
-                    if let Err(Told::Sender { msg_id, .. }) = d.append(ctx.hub(), msg, told) {
-                        node.registry.forget_delivery(&me.id, &msg_id);
-                        let text = "store busy: not stored, retry later";
-                        Self::send_response(ctx, &msg_id, code::STORE_BUSY, text, rid);
-                    }
-                    return;
+                if node.durable.is_some() {
+                    let body = hot::to_user_body(&msg_id, &content, &me.id);
+                    let stream = store::user_stream(&to_user);
+                    let kind = "SEND_TO_USER_REQUEST";
+                    return node.store_message(ctx, stream, kind, body, msg_id, rid);
                 }
                 let to = node.registry.by_user(&to_user);
                 if to.is_empty() {
@@ -742,6 +808,12 @@ impl Handler for ChatHandler {
                 ctx.send_many(&to, Message::Text(out));
             }
             (Request::SendToAll { msg_id, content }, Some(me)) => {
+                if let Some(d) = &node.durable {
+                    let body = hot::channel_body(EVERYONE, &msg_id, &content, &me.id, d.epoch());
+                    let stream = store::channel_stream(EVERYONE);
+                    let kind = "SEND_TO_USER_REQUEST";
+                    return node.store_message(ctx, stream, kind, body, msg_id, rid);
+                }
                 Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
                 let out = hot::to_user(&msg_id, &content, &me.id);
                 node.metrics.delivered(node.registry.session_count());
@@ -752,7 +824,14 @@ impl Handler for ChatHandler {
                     self.bad(ctx, code::BAD_REQUEST, &e, rid);
                 }
             }
-            (Request::Pull { since, limit }, Some(me)) => {
+            (
+                Request::Pull {
+                    since,
+                    limit,
+                    channel,
+                },
+                Some(me),
+            ) => {
                 let Some(d) = &node.durable else {
                     let text = "the store is off (store.enabled = false): nothing to pull";
                     return Self::reply(ctx, protocol::error(code::NO_STORE, text, rid));
@@ -763,19 +842,36 @@ impl Handler for ChatHandler {
                     conn: ctx.id(),
                     rid: rid.map(str::to_owned),
                 };
-                let user = me.id.clone();
+                let stream = match &channel {
+                    Some(c) => store::channel_stream(c),
+                    None => store::user_stream(&me.id),
+                };
                 d.submit(
                     ctx.hub(),
                     Op::Pull {
-                        user,
+                        stream,
                         after: since,
                         limit,
                         to,
                     },
                 );
             }
-            (Request::Subscribe { channel }, Some(_)) => {
-                node.registry.subscribe(ctx.id(), &channel);
+            (Request::Subscribe { channel, resume }, Some(_)) => {
+                // `*` (messages to everyone) reaches every session anyway: subscribing
+                // to it only recovers its history.
+                if channel != EVERYONE {
+                    node.registry.subscribe(ctx.id(), &channel);
+                }
+                if let Some(d) = &node.durable {
+                    let op = Op::Resume {
+                        stream: store::channel_stream(&channel),
+                        channel: Some(channel),
+                        conn: ctx.id(),
+                        client: resume,
+                        rid: rid.map(str::to_owned),
+                    };
+                    return d.submit(ctx.hub(), op);
+                }
                 let body = json!({ "code": code::OK, "channel": channel });
                 Self::reply(ctx, protocol::message("SUBSCRIBE_RESPONSE", body, rid));
             }
@@ -792,6 +888,15 @@ impl Handler for ChatHandler {
                 },
                 Some(me),
             ) => {
+                if channel == EVERYONE {
+                    let text = "channel \"*\" is for messages to everyone: use SEND_TO_ALL_REQUEST";
+                    return self.bad(ctx, code::BAD_REQUEST, text, rid);
+                }
+                if let Some(d) = &node.durable {
+                    let body = hot::channel_body(&channel, &msg_id, &content, &me.id, d.epoch());
+                    let stream = store::channel_stream(&channel);
+                    return node.store_message(ctx, stream, "CHANNEL_MESSAGE", body, msg_id, rid);
+                }
                 let to = node.registry.channel(&channel);
                 Self::send_response(ctx, &msg_id, code::OK, "sent", rid);
                 let out = hot::channel(&channel, &msg_id, &content, &me.id);

@@ -69,8 +69,10 @@ pub enum Request {
         /// Individual acknowledgements.
         each: Vec<u64>,
     },
-    /// `PULL_REQUEST {sinceSeq, limit?}`.
+    /// `PULL_REQUEST {sinceSeq, limit?, channel?}`.
     Pull {
+        /// A channel's history instead of the user's messages.
+        channel: Option<String>,
         /// The client has everything up to here.
         since: u64,
         /// Most messages wanted (capped by `delivery.pull_limit`).
@@ -92,10 +94,12 @@ pub enum Request {
         /// Any JSON.
         content: Content,
     },
-    /// `SUBSCRIBE_REQUEST {channel}`.
+    /// `SUBSCRIBE_REQUEST {channel, sinceSeq?, epoch?}`.
     Subscribe {
         /// Channel name.
         channel: String,
+        /// Where the client's copy of the channel's history stands, to recover from.
+        resume: Option<Resume>,
     },
     /// `UNSUBSCRIBE_REQUEST {channel}`.
     Unsubscribe {
@@ -336,6 +340,10 @@ fn request(kind: &str, body: &Body<'_>) -> Result<Request, BadMessage> {
             Request::Ack { upto, each }
         }
         "PULL_REQUEST" => Request::Pull {
+            channel: match body.channel.filter(|c| c.get() != "null") {
+                Some(_) => Some(field(body.channel, "channel")?),
+                None => None,
+            },
             since: opt_seq(body.since_seq, "sinceSeq")?.unwrap_or(0),
             limit: opt_seq(body.limit, "limit")?,
         },
@@ -350,6 +358,10 @@ fn request(kind: &str, body: &Body<'_>) -> Result<Request, BadMessage> {
         },
         "SUBSCRIBE_REQUEST" => Request::Subscribe {
             channel: field(body.channel, "channel")?,
+            resume: opt_seq(body.since_seq, "sinceSeq")?.map(|last_seq| Resume {
+                last_seq,
+                epoch: body.epoch.and_then(as_string).unwrap_or_default(),
+            }),
         },
         "UNSUBSCRIBE_REQUEST" => Request::Unsubscribe {
             channel: field(body.channel, "channel")?,
@@ -453,6 +465,32 @@ pub mod hot {
         let mut o = String::with_capacity(40 + msg_id.len() + content.json().len() + from.len());
         o.push('{');
         push_message_body(&mut o, msg_id, content, from);
+        o.push('}');
+        o
+    }
+
+    /// The stored body of a channel message or a message to everyone (channel `*`):
+    /// `{"channel","content","epoch","fromUser","msgId"}` (the store adds `seq`).
+    pub fn channel_body(
+        channel: &str,
+        msg_id: &str,
+        content: &Content,
+        from: &str,
+        epoch: &str,
+    ) -> String {
+        let mut o = String::with_capacity(
+            60 + channel.len() + msg_id.len() + content.json().len() + from.len() + epoch.len(),
+        );
+        o.push_str(r#"{"channel":"#);
+        push_json_str(&mut o, channel);
+        o.push_str(r#","content":"#);
+        o.push_str(content.json());
+        o.push_str(r#","epoch":"#);
+        push_json_str(&mut o, epoch);
+        o.push_str(r#","fromUser":"#);
+        push_json_str(&mut o, from);
+        o.push_str(r#","msgId":"#);
+        push_json_str(&mut o, msg_id);
         o.push('}');
         o
     }

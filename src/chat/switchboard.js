@@ -16,6 +16,8 @@
 //   localStorage per url and token), drop repeats by seq, pull on a gap, when the login
 //   replay says hasMore, and every `pullEveryMs` in case a push was lost; ACK
 //   cumulatively every `ackEveryMs`;
+// - channels and messages to everyone (channel "*"): after a reconnect, subscribe again
+//   with the last number seen, so the node replays what was missed meanwhile;
 // - a new epoch (the node's history was reset) restarts the numbering.
 (function (global) {
   "use strict";
@@ -39,6 +41,7 @@
       this.authed = false;
       this.stopped = true;
       this.seen = new Set(); // numbers above lastSeq already delivered
+      this.channels = new Map(); // channel ("*": messages to everyone) -> {subscribed, seen: Set, last}
       const saved = this._load();
       this.lastSeq = saved.lastSeq || 0;
       this.epoch = saved.epoch || "";
@@ -171,14 +174,38 @@
       this.ackTimer = setInterval(() => this._ack(), this.ackEveryMs);
       if (b.epoch !== undefined) this.pullTimer = setInterval(() => this.pull(), this.pullEveryMs);
       if (b.hasMore) this.pull();
+      this._resubscribe();
       const out = this.outbox;
       this.outbox = [];
       for (const id of out) this._flush(id);
     }
 
+    /** After a reconnect: subscribe again, recovering what each channel's history holds
+     * after the last number seen (and the same for messages to everyone, "*"). */
+    _resubscribe() {
+      for (const [channel, c] of this.channels) {
+        if (!c.subscribed && !c.last) continue;
+        const body = { channel };
+        if (c.last) { body.sinceSeq = c.last; body.epoch = this.epoch; }
+        this._write(JSON.stringify({ type: "SUBSCRIBE_REQUEST", body }));
+      }
+    }
+
+    _channel(name) {
+      if (!this.channels.has(name)) this.channels.set(name, { subscribed: false, seen: new Set(), last: 0 });
+      return this.channels.get(name);
+    }
+
     _deliver(m) {
       const seq = m.body && typeof m.body.seq === "number" ? m.body.seq : null;
-      if (seq !== null && this.epoch) {
+      if (seq !== null && typeof m.body.channel === "string") {
+        // A channel's (or everyone's) history: drop repeats of a replay.
+        const c = this._channel(m.body.channel);
+        if (c.seen.has(seq)) return;
+        c.seen.add(seq);
+        if (c.seen.size > 1000) c.seen.delete(c.seen.values().next().value);
+        c.last = Math.max(c.last, seq);
+      } else if (seq !== null && this.epoch) {
         if (seq <= this.lastSeq || this.seen.has(seq)) return; // a repeat
         this.seen.add(seq);
         while (this.seen.has(this.lastSeq + 1)) {
@@ -264,6 +291,7 @@
     }
 
     subscribe(channel) {
+      this._channel(channel).subscribed = true;
       return this.request("SUBSCRIBE_REQUEST", { channel });
     }
 

@@ -1,6 +1,7 @@
-//! The durable store's seam: what the chat node keeps for users who may be offline (a
-//! per-user sequence of messages, each user's acknowledged position) and the one
-//! implementation built so far, SQLite ([`SqliteStore`]).
+//! The durable store's seam: numbered message streams — one per user (what the chat node
+//! keeps for users who may be offline, with each user's acknowledged position) and one
+//! per channel (a bounded history, recovered on resubscribe) — and the one implementation
+//! built so far, SQLite ([`SqliteStore`]).
 //!
 //! Owns the trait, its data types and errors. A store is driven by one thread (the
 //! store thread in `durable.rs`), so implementations need `Send` but not `Sync`, and
@@ -11,11 +12,24 @@ mod sqlite;
 
 pub use sqlite::{SqliteStore, Sync};
 
-/// A message to keep for one user, before it has a number.
+/// The stream of a user's messages.
+pub fn user_stream(user: &str) -> String {
+    format!("u:{user}")
+}
+
+/// The history of a channel.
+pub fn channel_stream(channel: &str) -> String {
+    format!("c:{channel}")
+}
+
+/// The channel name of messages to everyone, reserved: `*`.
+pub const EVERYONE: &str = "*";
+
+/// A message to keep in one stream, before it has a number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
-    /// The recipient user.
-    pub user: String,
+    /// The stream ([`user_stream`] or [`channel_stream`]).
+    pub stream: String,
     /// The wire type its recipients see (`SEND_TO_USER_REQUEST`, or a push API type).
     pub kind: String,
     /// The delivery's body, a JSON object as text, without `seq`.
@@ -83,10 +97,15 @@ pub trait Store: Send {
     /// so a client never trusts numbers from another history.
     fn epoch(&self) -> &str;
 
-    /// Drops messages older than `max_age_ms` (at `now_ms`) and all but the newest
-    /// `max_per_user` of each user. Returns how many were dropped.
-    fn prune(&mut self, now_ms: i64, max_age_ms: i64, max_per_user: u64)
-        -> Result<u64, StoreError>;
+    /// Drops messages older than `max_age_ms` (at `now_ms`, 0: no age limit) and all
+    /// but the newest `keep(stream)` of each stream (0: no count limit). Returns how many
+    /// were dropped.
+    fn prune(
+        &mut self,
+        now_ms: i64,
+        max_age_ms: i64,
+        keep: &dyn Fn(&str) -> u64,
+    ) -> Result<u64, StoreError>;
 }
 
 /// The text a recipient gets for a stored message: `{"body":{…,"seq":N},"type":"…"}`.

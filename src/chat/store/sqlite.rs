@@ -16,18 +16,18 @@ const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE users (
-    user_id TEXT PRIMARY KEY,
+CREATE TABLE streams (
+    stream TEXT PRIMARY KEY,
     last_seq INTEGER NOT NULL,
     acked_seq INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE messages (
-    user_id TEXT NOT NULL,
+    stream TEXT NOT NULL,
     seq INTEGER NOT NULL,
     created_ms INTEGER NOT NULL,
     kind TEXT NOT NULL,
     body TEXT NOT NULL,
-    PRIMARY KEY (user_id, seq)
+    PRIMARY KEY (stream, seq)
 ) WITHOUT ROWID;
 CREATE INDEX messages_by_age ON messages (created_ms);
 ";
@@ -47,9 +47,9 @@ pub enum Sync {
 pub struct SqliteStore {
     conn: Connection,
     epoch: String,
-    /// Last number given out per user, as committed.
+    /// Last number given out per stream, as committed.
     last: HashMap<String, u64>,
-    /// Users written since the last prune (count retention only looks at them).
+    /// Streams written since the last prune (count retention only looks at them).
     touched: HashSet<String>,
     pruned_all: bool,
     /// Copies the WAL into the database off the writer's thread (dropping it stops it).
@@ -194,7 +194,7 @@ impl SqliteStore {
         }
         let n: Option<i64> = self
             .conn
-            .prepare_cached("SELECT last_seq FROM users WHERE user_id = ?1")
+            .prepare_cached("SELECT last_seq FROM streams WHERE stream = ?1")
             .and_then(|mut s| s.query_row([user], |r| r.get(0)).optional())
             .map_err(db)?;
         let n = n.unwrap_or(0) as u64;
@@ -209,28 +209,28 @@ impl SqliteStore {
     ) -> Result<Vec<u64>, StoreError> {
         let mut seqs = Vec::with_capacity(batch.len());
         for m in batch {
-            let seq = match next.get(&m.user) {
+            let seq = match next.get(&m.stream) {
                 Some(&n) => n + 1,
-                None => self.last_seq(&m.user)? + 1,
+                None => self.last_seq(&m.stream)? + 1,
             };
-            next.insert(m.user.clone(), seq);
+            next.insert(m.stream.clone(), seq);
             seqs.push(seq);
         }
         let tx = self.conn.transaction().map_err(db)?;
         {
             let mut ins = tx
                 .prepare_cached(
-                    "INSERT INTO messages (user_id, seq, created_ms, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO messages (stream, seq, created_ms, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(db)?;
             for (m, seq) in batch.iter().zip(&seqs) {
-                ins.execute(params![m.user, *seq as i64, m.created_ms, m.kind, m.body])
+                ins.execute(params![m.stream, *seq as i64, m.created_ms, m.kind, m.body])
                     .map_err(db)?;
             }
             let mut up = tx
                 .prepare_cached(
-                    "INSERT INTO users (user_id, last_seq) VALUES (?1, ?2) \
-                     ON CONFLICT (user_id) DO UPDATE SET last_seq = excluded.last_seq",
+                    "INSERT INTO streams (stream, last_seq) VALUES (?1, ?2) \
+                     ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq",
                 )
                 .map_err(db)?;
             for (user, seq) in next.iter() {
@@ -273,7 +273,7 @@ impl Store for SqliteStore {
         let mut s = self
             .conn
             .prepare_cached(
-                "SELECT seq, kind, body FROM messages WHERE user_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                "SELECT seq, kind, body FROM messages WHERE stream = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             )
             .map_err(db)?;
         let rows = s
@@ -294,7 +294,7 @@ impl Store for SqliteStore {
     fn head(&mut self, user: &str) -> Result<Head, StoreError> {
         let row: Option<(i64, i64)> = self
             .conn
-            .prepare_cached("SELECT last_seq, acked_seq FROM users WHERE user_id = ?1")
+            .prepare_cached("SELECT last_seq, acked_seq FROM streams WHERE stream = ?1")
             .and_then(|mut s| {
                 s.query_row([user], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()
@@ -309,7 +309,7 @@ impl Store for SqliteStore {
         };
         let first: Option<i64> = self
             .conn
-            .prepare_cached("SELECT min(seq) FROM messages WHERE user_id = ?1")
+            .prepare_cached("SELECT min(seq) FROM messages WHERE stream = ?1")
             .and_then(|mut s| s.query_row([user], |r| r.get(0)))
             .map_err(db)?;
         Ok(Head {
@@ -324,7 +324,7 @@ impl Store for SqliteStore {
         {
             let mut up = tx
                 .prepare_cached(
-                    "UPDATE users SET acked_seq = ?2 WHERE user_id = ?1 AND acked_seq < ?2 AND last_seq >= ?2",
+                    "UPDATE streams SET acked_seq = ?2 WHERE stream = ?1 AND acked_seq < ?2 AND last_seq >= ?2",
                 )
                 .map_err(db)?;
             for (user, seq) in acks {
@@ -343,7 +343,7 @@ impl Store for SqliteStore {
         &mut self,
         now_ms: i64,
         max_age_ms: i64,
-        max_per_user: u64,
+        keep: &dyn Fn(&str) -> u64,
     ) -> Result<u64, StoreError> {
         let mut dropped = 0u64;
         if max_age_ms > 0 {
@@ -355,11 +355,14 @@ impl Store for SqliteStore {
                 )
                 .map_err(db)? as u64;
         }
-        if max_per_user > 0 {
-            let users: Vec<String> = if self.pruned_all {
+        {
+            let streams: Vec<String> = if self.pruned_all {
                 self.touched.iter().cloned().collect()
             } else {
-                let mut s = self.conn.prepare("SELECT user_id FROM users").map_err(db)?;
+                let mut s = self
+                    .conn
+                    .prepare("SELECT stream FROM streams")
+                    .map_err(db)?;
                 let rows = s.query_map([], |r| r.get(0)).map_err(db)?;
                 rows.collect::<Result<_, _>>().map_err(db)?
             };
@@ -367,12 +370,15 @@ impl Store for SqliteStore {
             {
                 let mut del = tx
                     .prepare_cached(
-                        "DELETE FROM messages WHERE user_id = ?1 AND seq <= \
-                         (SELECT last_seq FROM users WHERE user_id = ?1) - ?2",
+                        "DELETE FROM messages WHERE stream = ?1 AND seq <= \
+                         (SELECT last_seq FROM streams WHERE stream = ?1) - ?2",
                     )
                     .map_err(db)?;
-                for u in &users {
-                    dropped += del.execute(params![u, max_per_user as i64]).map_err(db)? as u64;
+                for st in &streams {
+                    let n = keep(st);
+                    if n > 0 {
+                        dropped += del.execute(params![st, n as i64]).map_err(db)? as u64;
+                    }
                 }
             }
             tx.commit().map_err(db)?;
@@ -389,7 +395,7 @@ mod tests {
 
     fn msg(user: &str, n: i64) -> NewMessage {
         NewMessage {
-            user: user.into(),
+            stream: user.into(),
             kind: "SEND_TO_USER_REQUEST".into(),
             body: format!(r#"{{"n":{n}}}"#),
             created_ms: n,
@@ -430,10 +436,10 @@ mod tests {
         let mut s = SqliteStore::open(&path, Sync::Normal, 0).unwrap();
         s.append(&(1..=10).map(|n| msg("a", n)).collect::<Vec<_>>())
             .unwrap();
-        assert_eq!(s.prune(100, 0, 4).unwrap(), 6);
+        assert_eq!(s.prune(100, 0, &|_| 4).unwrap(), 6);
         assert_eq!(s.head("a").unwrap().first_kept, 7);
-        assert_eq!(s.prune(100, 92, 0).unwrap(), 1); // created_ms 7 < 100 - 92
-        s.prune(1000, 1, 0).unwrap();
+        assert_eq!(s.prune(100, 92, &|_| 0).unwrap(), 1); // created_ms 7 < 100 - 92
+        s.prune(1000, 1, &|_| 0).unwrap();
         let h = s.head("a").unwrap();
         assert_eq!((h.last_seq, h.first_kept), (10, 11));
         assert_eq!(s.append(&[msg("a", 11)]).unwrap(), vec![11]);
