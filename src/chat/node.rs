@@ -300,22 +300,9 @@ impl ChatNode {
         };
         let id = ctx.id().to_string();
         let mut body = json!({ "code": code::OK, "message": "authenticated", "userId": user.id, "sessionId": id });
-        let mut messages = Vec::new();
-        let mut has = 0;
-        match replay {
-            Ok(r) => {
-                has = r.after;
-                body["epoch"] = json!(r.epoch);
-                body["lastSeq"] = json!(r.last_seq);
-                body["recovered"] = json!(r.recovered);
-                body["hasMore"] = json!(r.has_more);
-                messages = r.messages;
-            }
-            Err(e) => {
-                tracing::warn!(user = %user.id, "store: cannot read the login replay: {e}");
-                body["recovered"] = json!(false);
-                body["storeError"] = json!(e);
-            }
+        let (messages, has) = replay_fields(&mut body, replay);
+        if let Some(e) = body.get("storeError") {
+            tracing::warn!(user = %user.id, "store: cannot read the login replay: {e}");
         }
         ctx.send(Message::Text(protocol::message(
             "AUTH_RESPONSE",
@@ -415,20 +402,7 @@ impl ChatNode {
         replay: Result<Replay, String>,
     ) {
         let mut body = json!({ "code": code::OK, "channel": channel });
-        let mut messages = Vec::new();
-        match replay {
-            Ok(r) => {
-                body["epoch"] = json!(r.epoch);
-                body["lastSeq"] = json!(r.last_seq);
-                body["recovered"] = json!(r.recovered);
-                body["hasMore"] = json!(r.has_more);
-                messages = r.messages;
-            }
-            Err(e) => {
-                body["recovered"] = json!(false);
-                body["storeError"] = json!(e);
-            }
-        }
+        let (messages, _) = replay_fields(&mut body, replay);
         let text = protocol::message("SUBSCRIBE_RESPONSE", body, rid.as_deref());
         ctx.send(Message::Text(text));
         for (_, text) in messages {
@@ -572,6 +546,29 @@ impl Sink for ChatNode {
     fn pulled(&self, hub: &Hub, conn: ConnId, rid: Option<String>, replay: Result<Replay, String>) {
         if let Some(node) = self.me.upgrade() {
             hub.call(conn, move |ctx| node.on_pulled(ctx, rid, replay));
+        }
+    }
+}
+
+/// Puts where a replayed history stands into a response body (`epoch`, `lastSeq`,
+/// `recovered`, `hasMore`, or `storeError`); returns the replayed messages and the number
+/// they follow.
+fn replay_fields(
+    body: &mut serde_json::Value,
+    replay: Result<Replay, String>,
+) -> (Vec<(u64, String)>, u64) {
+    match replay {
+        Ok(r) => {
+            body["epoch"] = json!(r.epoch);
+            body["lastSeq"] = json!(r.last_seq);
+            body["recovered"] = json!(r.recovered);
+            body["hasMore"] = json!(r.has_more);
+            (r.messages, r.after)
+        }
+        Err(e) => {
+            body["recovered"] = json!(false);
+            body["storeError"] = json!(e);
+            (Vec::new(), 0)
         }
     }
 }
