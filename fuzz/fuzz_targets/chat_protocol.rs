@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 use switchboard::chat::protocol::{code, error, parse};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let (rid, result) = parse(text);
     if let Err(bad) = &result {
         assert_eq!(bad.code, code::BAD_REQUEST);

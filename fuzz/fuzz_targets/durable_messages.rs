@@ -9,11 +9,20 @@ use libfuzzer_sys::fuzz_target;
 use switchboard::chat::protocol::{code, parse, Request};
 use switchboard::chat::store::delivery_text;
 
-const TYPES: [&str; 4] = ["ACK_REQUEST", "PULL_REQUEST", "SUBSCRIBE_REQUEST", "AUTH_REQUEST"];
+const TYPES: [&str; 4] = [
+    "ACK_REQUEST",
+    "PULL_REQUEST",
+    "SUBSCRIBE_REQUEST",
+    "AUTH_REQUEST",
+];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&pick, rest)) = data.split_first() else { return };
-    let Ok(body) = std::str::from_utf8(rest) else { return };
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(body) = std::str::from_utf8(rest) else {
+        return;
+    };
     let kind = TYPES[pick as usize % TYPES.len()];
     let text = format!(r#"{{"type":"{kind}","body":{body}}}"#);
     match parse(&text).1 {

@@ -30,12 +30,25 @@ fuzz_target!(|data: &[u8]| {
     let deltas = &data[2.min(data.len())..header];
     let stream = &data[header..];
 
-    let role = if cfg & 1 == 0 { Role::Server } else { Role::Client };
+    let role = if cfg & 1 == 0 {
+        Role::Server
+    } else {
+        Role::Client
+    };
     let limits = match (cfg >> 1) & 3 {
         0 => DecoderLimits::default(),
-        1 => DecoderLimits { max_frame_size: 64, max_message_size: 128 },
-        2 => DecoderLimits { max_frame_size: 0, max_message_size: 0 },
-        _ => DecoderLimits { max_frame_size: 200, max_message_size: 1000 },
+        1 => DecoderLimits {
+            max_frame_size: 64,
+            max_message_size: 128,
+        },
+        2 => DecoderLimits {
+            max_frame_size: 0,
+            max_message_size: 0,
+        },
+        _ => DecoderLimits {
+            max_frame_size: 200,
+            max_message_size: 1000,
+        },
     };
 
     let mut cuts = Vec::with_capacity(n);
@@ -57,7 +70,10 @@ fuzz_target!(|data: &[u8]| {
     if cfg & 8 != 0 {
         let every: Vec<usize> = (1..stream.len()).collect();
         let bytewise = decode_pieces(role, limits, stream, &every);
-        assert_eq!(bytewise, whole, "{role:?} {limits:?}: byte-at-a-time differs");
+        assert_eq!(
+            bytewise, whole,
+            "{role:?} {limits:?}: byte-at-a-time differs"
+        );
     }
 });
 
@@ -74,7 +90,11 @@ fn decode_pieces(role: Role, limits: DecoderLimits, stream: &[u8], cuts: &[usize
             match dec.decode(&mut input) {
                 Ok(Some(ev)) => events.push(ev),
                 Ok(None) => {
-                    assert!(input.is_empty(), "Ok(None) left {} bytes unconsumed", input.len());
+                    assert!(
+                        input.is_empty(),
+                        "Ok(None) left {} bytes unconsumed",
+                        input.len()
+                    );
                     break;
                 }
                 Err(e) => {
@@ -83,18 +103,27 @@ fn decode_pieces(role: Role, limits: DecoderLimits, stream: &[u8], cuts: &[usize
                     assert_eq!(dec.decode(&mut rest), Err(e.clone()), "error not sticky");
                     let mut empty: &[u8] = &[];
                     assert_eq!(dec.decode(&mut empty), Err(e.clone()), "error not sticky");
-                    return Outcome { events, error: Some(e) };
+                    return Outcome {
+                        events,
+                        error: Some(e),
+                    };
                 }
             }
         }
     }
-    Outcome { events, error: None }
+    Outcome {
+        events,
+        error: None,
+    }
 }
 
 fn check_outcome(o: &Outcome, limits: DecoderLimits) {
     if let Some(e) = &o.error {
         let code = e.close_code();
-        assert!(matches!(code, 1002 | 1007 | 1009), "close code {code} for {e:?}");
+        assert!(
+            matches!(code, 1002 | 1007 | 1009),
+            "close code {code} for {e:?}"
+        );
         let _ = e.to_string();
     }
     for ev in &o.events {

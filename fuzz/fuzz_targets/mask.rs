@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
     let mut slow = payload.to_vec();
     apply_mask(&mut fast[start..], key, offset);
     apply_mask_bytewise(&mut slow[start..], key, offset);
-    assert_eq!(fast, slow, "apply_mask != apply_mask_bytewise (key {key:?}, offset {offset}, start {start})");
+    assert_eq!(
+        fast, slow,
+        "apply_mask != apply_mask_bytewise (key {key:?}, offset {offset}, start {start})"
+    );
 
     let mut pieces = payload.to_vec();
     let (a, b) = pieces[start..].split_at_mut(cut);
