@@ -10,6 +10,8 @@
 //! - [`Server`], [`Handler`], [`Context`], [`Hub`]: the embedding API; the hub reaches
 //!   connections from any thread through the workers' inboxes.
 //! - [`echo`]: the bare-engine application behind `switchboard echo`.
+//! - `chat` and `stomp` (feature `chat`): the chat and push node, and the STOMP broker
+//!   it serves beside it; applications of the public API above.
 //!
 //! See `README.md` for running the server and the tests.
 #![deny(missing_docs, missing_debug_implementations)]
@@ -37,6 +39,8 @@ mod reactor;
 mod reply;
 mod router;
 mod server;
+#[cfg(feature = "chat")]
+pub mod stomp;
 pub mod ws;
 
 pub use attributes::Attributes;

@@ -16,6 +16,7 @@ use crate::http::{HttpResponse, Request};
 use crate::hub::Hub;
 use crate::id::ConnId;
 use crate::reply::HttpReply;
+use crate::stomp::Stomp;
 
 fn json_response(status: u16, body: Value) -> HttpResponse {
     HttpResponse::json(status, body.to_string())
@@ -55,7 +56,16 @@ fn check_key(node: &ChatNode, req: &Request) -> Option<HttpResponse> {
 /// `POST /api/v1/send` with `{"type", "body", "to": {...}, "durable"?}`: answers
 /// `{"sessions": N}`, or for a durable message, once it is stored, `{"stored": true,
 /// "seq": N, "sessions": N}`.
-pub fn send(node: &Arc<ChatNode>, req: &Request, hub: &Hub, reply: HttpReply) {
+pub fn send(
+    node: &Arc<ChatNode>,
+    stomp: Option<&Stomp>,
+    req: &Request,
+    hub: &Hub,
+    reply: HttpReply,
+) {
+    if let Some(resp) = stomp_send(node, stomp, req, hub) {
+        return reply.send(resp);
+    }
     match durable_send(node, req) {
         Ok(Some((d, msg))) => {
             if let Err(Told::Api(reply)) = d.append(hub, msg, Told::Api(reply)) {
@@ -66,6 +76,45 @@ pub fn send(node: &Arc<ChatNode>, req: &Request, hub: &Hub, reply: HttpReply) {
         Ok(None) => reply.send(send_now(node, req, hub)),
         Err(resp) => reply.send(resp),
     }
+}
+
+/// A request with a `"destination"`: a MESSAGE to a STOMP destination (`/topic/x`, or
+/// `/user/<name>/queue/x` for one user's sessions, Spring's `convertAndSendToUser`).
+/// `None` for every other request.
+fn stomp_send(
+    node: &ChatNode,
+    stomp: Option<&Stomp>,
+    req: &Request,
+    hub: &Hub,
+) -> Option<HttpResponse> {
+    if req.method != "POST" || check_key(node, req).is_some() {
+        return None;
+    }
+    let v = serde_json::from_slice::<Value>(&req.body).ok()?;
+    let dest = v.get("destination")?;
+    let Some(stomp) = stomp else {
+        return Some(error(
+            409,
+            "\"destination\" needs the STOMP broker (stomp.enabled = true)",
+        ));
+    };
+    let Some(dest) = dest.as_str() else {
+        return Some(error(400, "\"destination\" must be a string"));
+    };
+    // A string body goes as is (text/plain); any other JSON as its JSON text.
+    let (body, default_type) = match v.get("body") {
+        Some(Value::String(t)) => (t.clone().into_bytes(), "text/plain;charset=UTF-8"),
+        Some(other) => (other.to_string().into_bytes(), "application/json"),
+        None => (Vec::new(), "text/plain;charset=UTF-8"),
+    };
+    let content_type = v
+        .get("contentType")
+        .and_then(Value::as_str)
+        .unwrap_or(default_type);
+    Some(match stomp.push(hub, dest, Some(content_type), &body) {
+        Ok(n) => json_response(200, json!({ "sessions": n })),
+        Err(e) => error(400, &e.to_string()),
+    })
 }
 
 /// A request with `"durable": true`: the message to store, once checked. `Ok(None)` for

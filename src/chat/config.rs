@@ -201,6 +201,131 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// `[stomp]`: the STOMP 1.2 broker endpoint (Spring's `/ws` + simple broker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StompConfig {
+    /// Serve STOMP over WebSocket at `path`.
+    pub enabled: bool,
+    /// Path of the STOMP WebSocket endpoint (must differ from `ws_path`).
+    pub path: String,
+    /// Broker destination prefixes (pub/sub), as in `enableSimpleBroker(...)`.
+    pub broker_prefixes: Vec<String>,
+    /// User destination prefix (`setUserDestinationPrefix`).
+    pub user_prefix: String,
+    /// Application destination prefix (`setApplicationDestinationPrefixes`).
+    pub app_prefix: String,
+    /// Shortest interval at which the broker sends heart-beats ("0s" = none).
+    pub heartbeat_send: String,
+    /// Interval at which the broker wants the client's heart-beats ("0s" = none);
+    /// three missed intervals close the connection.
+    pub heartbeat_receive: String,
+    /// Time a connection has to send an accepted CONNECT.
+    pub connect_timeout: String,
+    /// Largest command line plus headers of a frame, in bytes.
+    pub max_header_bytes: usize,
+    /// Most headers in a frame.
+    pub max_headers: usize,
+    /// Largest frame body, in bytes.
+    pub max_body_bytes: usize,
+    /// Subscriptions one session may hold.
+    pub max_subscriptions: usize,
+    /// Messages waiting for ACK per session; beyond, the oldest is dropped.
+    pub max_pending_acks: usize,
+    /// Open transactions per session.
+    pub max_transactions: usize,
+    /// Frames one transaction may hold.
+    pub max_transaction_frames: usize,
+    /// Deliveries again of a NACKed message before it is dropped.
+    pub max_redeliveries: u32,
+}
+
+impl Default for StompConfig {
+    fn default() -> Self {
+        StompConfig {
+            enabled: true,
+            path: "/stomp".into(),
+            broker_prefixes: vec!["/topic".into(), "/queue".into()],
+            user_prefix: "/user".into(),
+            app_prefix: "/app".into(),
+            heartbeat_send: "10s".into(),
+            heartbeat_receive: "10s".into(),
+            connect_timeout: "10s".into(),
+            max_header_bytes: 8 * 1024,
+            max_headers: 64,
+            max_body_bytes: 512 * 1024,
+            max_subscriptions: 1000,
+            max_pending_acks: 1000,
+            max_transactions: 16,
+            max_transaction_frames: 1000,
+            max_redeliveries: 3,
+        }
+    }
+}
+
+impl StompConfig {
+    /// The broker's settings.
+    pub fn settings(&self) -> Result<crate::stomp::Settings, ConfigError> {
+        use crate::stomp::{FrameLimits, Prefixes, SessionConfig, Settings};
+        Ok(Settings {
+            session: SessionConfig {
+                limits: FrameLimits {
+                    max_header_bytes: self.max_header_bytes,
+                    max_headers: self.max_headers,
+                    max_body_bytes: self.max_body_bytes,
+                },
+                heartbeat_send_ms: parse_duration(&self.heartbeat_send)?.as_millis() as u64,
+                heartbeat_receive_ms: parse_duration(&self.heartbeat_receive)?.as_millis() as u64,
+                max_subscriptions: self.max_subscriptions,
+                max_pending_acks: self.max_pending_acks,
+                max_transaction_frames: self.max_transaction_frames,
+                max_transactions: self.max_transactions,
+                max_redeliveries: self.max_redeliveries,
+            },
+            prefixes: Prefixes {
+                broker: self.broker_prefixes.clone(),
+                user: self.user_prefix.clone(),
+                app: self.app_prefix.clone(),
+            },
+            connect_timeout: parse_duration(&self.connect_timeout)?,
+        })
+    }
+
+    fn validate(&self, ws_path: &str) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        self.settings()?;
+        if !self.enabled {
+            return Ok(());
+        }
+        if !self.path.starts_with('/') || self.path == ws_path {
+            return bad(format!(
+                "stomp.path {:?} must start with / and differ from ws_path",
+                self.path
+            ));
+        }
+        let prefixes = self
+            .broker_prefixes
+            .iter()
+            .chain([&self.user_prefix, &self.app_prefix]);
+        for p in prefixes {
+            if !p.starts_with('/') || p.ends_with('/') || p.len() < 2 {
+                return bad(format!(
+                    "stomp prefix {p:?} must start with / and not end with one, e.g. \"/topic\""
+                ));
+            }
+        }
+        if self.broker_prefixes.is_empty() {
+            return bad("stomp.broker_prefixes is empty".into());
+        }
+        if self.max_header_bytes < 64 || self.max_headers == 0 {
+            return bad(
+                "stomp.max_header_bytes must be at least 64 and max_headers at least 1".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The chat node's configuration. `[engine]` holds the engine's own limits (see the
 /// README's configuration table); `listen` here wins over `engine.listen`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,6 +347,8 @@ pub struct ChatConfig {
     pub store: StoreConfig,
     /// Acknowledgements, resends and pulls.
     pub delivery: DeliveryConfig,
+    /// The STOMP broker endpoint.
+    pub stomp: StompConfig,
     /// Engine settings.
     pub engine: Config,
 }
@@ -237,6 +364,7 @@ impl Default for ChatConfig {
             limits: LimitsConfig::default(),
             store: StoreConfig::default(),
             delivery: DeliveryConfig::default(),
+            stomp: StompConfig::default(),
             engine: Config {
                 // Chat messages are small; the engine's own limit sits above the
                 // protocol's (limits.max_message_bytes) so oversized JSON gets an ERROR
@@ -354,6 +482,7 @@ impl ChatConfig {
         if self.limits.sessions_per_user == 0 {
             return bad("limits.sessions_per_user must be at least 1".into());
         }
+        self.stomp.validate(&self.ws_path)?;
         self.engine.validate()
     }
 
@@ -362,6 +491,14 @@ impl ChatConfig {
         let mut c = self.engine.clone();
         if let Ok(addr) = self.listen.parse() {
             c.listen = addr;
+        }
+        // The STOMP subprotocols; a chat client offers none, so it gets none.
+        if self.stomp.enabled {
+            for p in crate::stomp::SUBPROTOCOLS {
+                if !c.subprotocols.iter().any(|s| s == p) {
+                    c.subprotocols.push(p.to_owned());
+                }
+            }
         }
         c
     }
@@ -430,6 +567,22 @@ fn comment(path: &str) -> &'static str {
         "delivery.replay_limit" => "most messages replayed at login (more: hasMore, then pull)",
         "delivery.pull_limit" => "most messages per PULL_RESPONSE or long-poll answer",
         "delivery.long_poll_timeout" => "how long GET /api/v1/messages waits for something new",
+        "stomp.enabled" => "serve a STOMP 1.0-1.2 broker over WebSocket at stomp.path",
+        "stomp.path" => "path of the STOMP endpoint (Spring: registry.addEndpoint(...))",
+        "stomp.broker_prefixes" => "pub/sub destination prefixes (Spring: enableSimpleBroker(...))",
+        "stomp.user_prefix" => "user destinations: /user/queue/x reaches one user's sessions (setUserDestinationPrefix)",
+        "stomp.app_prefix" => "application destinations (setApplicationDestinationPrefixes); need a backend",
+        "stomp.heartbeat_send" => "shortest interval the broker sends heart-beats at; \"0s\" = none",
+        "stomp.heartbeat_receive" => "interval wanted from clients; 3 missed close the connection; \"0s\" = none",
+        "stomp.connect_timeout" => "time to send an accepted CONNECT; then ERROR and close",
+        "stomp.max_header_bytes" => "largest command line + headers of a frame; larger: ERROR and close",
+        "stomp.max_headers" => "most headers in a frame; more: ERROR and close",
+        "stomp.max_body_bytes" => "largest frame body; larger: ERROR and close",
+        "stomp.max_subscriptions" => "subscriptions per session",
+        "stomp.max_pending_acks" => "un-ACKed messages per session (client ack modes); beyond, the oldest is dropped",
+        "stomp.max_transactions" => "open transactions per session",
+        "stomp.max_transaction_frames" => "frames one transaction may hold",
+        "stomp.max_redeliveries" => "deliveries again of a NACKed message before it is dropped",
         "engine.listen" => "(overridden by listen above)",
         "engine.workers" => "worker threads; 0 = one per core",
         "engine.backlog" => "listen backlog per worker",

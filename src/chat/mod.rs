@@ -14,6 +14,7 @@ pub mod metrics;
 mod node;
 pub mod protocol;
 pub mod registry;
+mod stomp_auth;
 pub mod store;
 
 use std::sync::Arc;
@@ -23,7 +24,9 @@ pub use node::{ChatHandler, ChatNode, CLOSE_SESSION_LIMIT, CLOSE_TOKEN_EXPIRED};
 
 use crate::config::ConfigError;
 use crate::http::HttpResponse;
+use crate::stomp::Stomp;
 use crate::{Server, ServerBuilder};
+use stomp_auth::StompAuth;
 
 /// The demo page: self-contained but for the node's own client script.
 pub const DEMO_PAGE: &str = include_str!("demo.html");
@@ -49,7 +52,14 @@ pub fn chat_server(cfg: ChatConfig) -> Result<(ServerBuilder, Arc<ChatNode>), Co
     }
     let engine = cfg.engine_config();
     let ws_path = cfg.ws_path.clone();
+    let stomp_cfg = cfg.stomp.clone();
     let node = ChatNode::start(cfg)?;
+    let stomp = if stomp_cfg.enabled {
+        Some(Stomp::new(stomp_cfg.settings()?, StompAuth(node.clone())))
+    } else {
+        None
+    };
+    let (s1, s2) = (stomp.clone(), stomp.clone());
     let (n1, n2, n3, n4, n5) = (
         node.clone(),
         node.clone(),
@@ -68,7 +78,10 @@ pub fn chat_server(cfg: ChatConfig) -> Result<(ServerBuilder, Arc<ChatNode>), Co
                     .queue_depth
                     .store(depth, std::sync::atomic::Ordering::Relaxed);
             }
-            let text = hub.metrics().to_prometheus() + &n4.metrics.to_prometheus(&n4.registry);
+            let mut text = hub.metrics().to_prometheus() + &n4.metrics.to_prometheus(&n4.registry);
+            if let Some(s) = &s2 {
+                text += &s.metrics.to_prometheus(s.destinations());
+            }
             HttpResponse::text(200, text).header("X-Content-Type-Options", "nosniff")
         })
         .http_route("/", |req, _| match req.method.as_str() {
@@ -92,7 +105,7 @@ pub fn chat_server(cfg: ChatConfig) -> Result<(ServerBuilder, Arc<ChatNode>), Co
             _ => HttpResponse::text(405, "use GET\n").header("Allow", "GET"),
         })
         .http_route_deferred("/api/v1/send", move |req, hub, reply| {
-            api::send(&n1, req, hub, reply)
+            api::send(&n1, s1.as_deref(), req, hub, reply)
         })
         .http_route_deferred("/api/v1/messages", move |req, hub, reply| {
             api::messages(&n5, req, hub, reply)
@@ -101,5 +114,9 @@ pub fn chat_server(cfg: ChatConfig) -> Result<(ServerBuilder, Arc<ChatNode>), Co
             api::presence(&n2, req, hub)
         })
         .http_route("/api/v1/stats", move |req, hub| api::stats(&n3, req, hub));
+    let builder = match &stomp {
+        Some(s) => builder.route(&stomp_cfg.path, s.handler()),
+        None => builder,
+    };
     Ok((builder, node))
 }

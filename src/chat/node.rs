@@ -574,7 +574,7 @@ fn replay_fields(
 }
 
 /// The token a handshake carries: `?token=`, `?accessToken=` or `Authorization: Bearer`.
-fn handshake_token(req: &HttpRequest) -> Option<String> {
+pub(crate) fn handshake_token(req: &HttpRequest) -> Option<String> {
     req.query_param("token")
         .or_else(|| req.query_param("accessToken"))
         .or_else(|| {
