@@ -161,8 +161,14 @@ fn topic_messages_reach_every_subscriber_with_their_headers() {
         assert!(m.get("message-id").is_some());
         assert_eq!(m.body, b"hello: world\n");
     }
-    // Unsubscribed: no more.
-    a.send(Frame::new(Command::Unsubscribe).header("id", "sub-0"));
+    // Unsubscribed: no more. The receipt says the UNSUBSCRIBE was handled before b's
+    // SEND, which may run on another worker.
+    a.send(
+        Frame::new(Command::Unsubscribe)
+            .header("id", "sub-0")
+            .header("receipt", "u"),
+    );
+    a.expect(Command::Receipt);
     send_to(&mut b, "/topic/greetings", "again");
     b.expect(Command::Message);
     silent(&mut a, 300);
