@@ -448,6 +448,144 @@ fn app_destinations_without_a_backend_are_an_error() {
     server.stop();
 }
 
+/// A real HTTP server standing in for the application backend: each request's JSON body
+/// goes to the channel, and the answer is what `answer` makes of it (status, body).
+fn backend(
+    answer: impl Fn(&serde_json::Value) -> (u16, String) + Send + 'static,
+) -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/stomp/app", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut r = BufReader::new(stream.try_clone().unwrap());
+            let (mut line, mut len) = (String::new(), 0usize);
+            r.read_line(&mut line).unwrap();
+            assert_eq!(line, "POST /stomp/app HTTP/1.1\r\n");
+            loop {
+                line.clear();
+                r.read_line(&mut line).unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let (status, out) = answer(&v);
+            let _ = tx.send(v);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: application/json\r\n\r\n{out}",
+                out.len()
+            );
+        }
+    });
+    (url, rx)
+}
+
+/// Waits (5 s at most) until `/metrics` has the line `want`: backend calls end on their
+/// own threads.
+fn metric_reaches(addr: SocketAddr, want: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, metrics) = http(addr, "GET", "/metrics", None, "");
+        if metrics.lines().any(|l| l == want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {want:?} in {metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn app_destinations_go_to_the_backend_and_its_answer_to_send_to_or_send_to_user() {
+    let (url, calls) = backend(|v| match v["destination"].as_str() {
+        // @SendTo default: /app/greet -> /topic/greet.
+        Some("/app/greet") => (
+            200,
+            format!(r#"{{"body":"hello, {}"}}"#, v["body"].as_str().unwrap()),
+        ),
+        // @SendToUser("/queue/reply"): the sender's sessions only.
+        Some("/app/whoami") => (
+            200,
+            format!(
+                r#"{{"destination":"/user/queue/reply","body":{{"you":"{}"}}}}"#,
+                v["user"].as_str().unwrap()
+            ),
+        ),
+        Some("/app/quiet") => (204, String::new()),
+        _ => (500, "oops".into()),
+    });
+    let backend_url = format!("stomp.app_backend={url}");
+    let server = node(&[&backend_url]);
+    let addr = server.local_addr();
+    let mut alice = login(addr, "alice");
+    let mut bob = login(addr, "bob");
+    subscribe(&mut bob, "t", "/topic/greet", "auto");
+    subscribe(&mut alice, "r", "/user/queue/reply", "auto");
+    subscribe(&mut bob, "r", "/user/queue/reply", "auto");
+
+    alice.send(
+        Frame::new(Command::Send)
+            .header("destination", "/app/greet")
+            .header("x-trace", "t1")
+            .body(b"world".to_vec()),
+    );
+    let call = calls.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(call["user"], "alice");
+    assert_eq!(call["body"], "world");
+    assert_eq!(call["headers"]["x-trace"], "t1");
+    assert!(call["session"].as_str().is_some_and(|s| !s.is_empty()));
+    let m = bob.expect(Command::Message);
+    assert_eq!(m.get("destination"), Some("/topic/greet"));
+    assert_eq!(m.body, b"hello, world");
+
+    send_to(&mut alice, "/app/whoami", "");
+    calls.recv_timeout(Duration::from_secs(5)).unwrap();
+    let m = alice.expect(Command::Message);
+    assert_eq!(m.get("destination"), Some("/user/queue/reply"));
+    assert_eq!(m.get("content-type"), Some("application/json"));
+    assert_eq!(m.body, br#"{"you":"alice"}"#);
+
+    // No answer, and a failing backend: nothing is sent and the session goes on.
+    send_to(&mut alice, "/app/quiet", "");
+    send_to(&mut alice, "/app/broken", "");
+    calls.recv_timeout(Duration::from_secs(5)).unwrap();
+    calls.recv_timeout(Duration::from_secs(5)).unwrap();
+    silent(&mut bob, 300);
+    subscribe(&mut alice, "after", "/topic/after", "auto");
+    metric_reaches(addr, "switchboard_stomp_app_failed_total 1");
+    metric_reaches(addr, "switchboard_stomp_app_forwarded_total 3");
+    server.stop();
+}
+
+#[test]
+fn an_app_backend_that_is_down_is_counted_and_the_node_stays_up() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let set = format!("stomp.app_backend=http://127.0.0.1:{port}/app");
+    let server = node(&[&set, "stomp.app_timeout=500ms"]);
+    let addr = server.local_addr();
+    let mut a = login(addr, "a");
+    send_to(&mut a, "/app/x", "lost");
+    metric_reaches(addr, "switchboard_stomp_app_failed_total 1");
+    subscribe(&mut a, "still", "/topic/up", "auto");
+    server.stop();
+}
+
 #[test]
 fn jwt_auth_at_the_handshake_or_in_connect() {
     let server = node(&["auth.mode=jwt", &format!("auth.jwt_secret={SECRET}")]);

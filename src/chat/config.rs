@@ -238,6 +238,15 @@ pub struct StompConfig {
     pub max_transaction_frames: usize,
     /// Deliveries again of a NACKed message before it is dropped.
     pub max_redeliveries: u32,
+    /// `http://host:port/path` that SENDs to `app_prefix` destinations are POSTed to
+    /// (`@MessageMapping`); empty: such SENDs get an ERROR.
+    pub app_backend: String,
+    /// Connect, write and read timeout of one backend call.
+    pub app_timeout: String,
+    /// Backend calls in flight at once (one thread each).
+    pub app_threads: usize,
+    /// SENDs waiting for a backend thread; beyond, the sender gets an ERROR.
+    pub app_max_queue: usize,
 }
 
 impl Default for StompConfig {
@@ -259,6 +268,10 @@ impl Default for StompConfig {
             max_transactions: 16,
             max_transaction_frames: 1000,
             max_redeliveries: 3,
+            app_backend: String::new(),
+            app_timeout: "5s".into(),
+            app_threads: 4,
+            app_max_queue: 1024,
         }
     }
 }
@@ -288,6 +301,15 @@ impl StompConfig {
                 app: self.app_prefix.clone(),
             },
             connect_timeout: parse_duration(&self.connect_timeout)?,
+            app_backend: match self.app_backend.as_str() {
+                "" => None,
+                url => Some(crate::stomp::BackendSettings {
+                    url: url.to_string(),
+                    timeout: parse_duration(&self.app_timeout)?,
+                    threads: self.app_threads,
+                    max_queue: self.app_max_queue,
+                }),
+            },
         })
     }
 
@@ -582,6 +604,10 @@ fn comment(path: &str) -> &'static str {
         "stomp.max_pending_acks" => "un-ACKed messages per session (client ack modes); beyond, the oldest is dropped",
         "stomp.max_transactions" => "open transactions per session",
         "stomp.max_transaction_frames" => "frames one transaction may hold",
+        "stomp.app_backend" => "http://host:port/path SENDs to app_prefix destinations are POSTed to (@MessageMapping); empty: ERROR",
+        "stomp.app_timeout" => "connect, write and read timeout of one application backend call",
+        "stomp.app_threads" => "application backend calls in flight at once",
+        "stomp.app_max_queue" => "SENDs waiting for a backend thread; beyond, ERROR and close",
         "stomp.max_redeliveries" => "deliveries again of a NACKed message before it is dropped",
         "engine.listen" => "(overridden by listen above)",
         "engine.workers" => "worker threads; 0 = one per core",

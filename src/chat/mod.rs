@@ -55,7 +55,10 @@ pub fn chat_server(cfg: ChatConfig) -> Result<(ServerBuilder, Arc<ChatNode>), Co
     let stomp_cfg = cfg.stomp.clone();
     let node = ChatNode::start(cfg)?;
     let stomp = if stomp_cfg.enabled {
-        Some(Stomp::new(stomp_cfg.settings()?, StompAuth(node.clone())))
+        Some(
+            Stomp::new(stomp_cfg.settings()?, StompAuth(node.clone()))
+                .map_err(ConfigError::Invalid)?,
+        )
     } else {
         None
     };

@@ -272,12 +272,28 @@ impl StompHandler {
             Ok(Target::Broker { key, .. }) => {
                 publish(&self.0, Via::Ctx(ctx), &key, frame);
             }
-            Ok(Target::App(d)) => self.fail(
-                ctx,
-                &format!("{d:?}: application destinations need a backend, and none is configured"),
-                CLOSE_POLICY,
-            ),
+            Ok(Target::App(d)) => self.forward(ctx, &d, frame),
             Err(why) => self.fail(ctx, &why, CLOSE_POLICY),
+        }
+    }
+
+    /// A SEND to an application destination goes to the backend, or is refused.
+    fn forward(&self, ctx: &mut Context<'_>, dest: &str, frame: &Frame) {
+        let Some(app) = &self.0.app else {
+            return self.fail(
+                ctx,
+                &format!("{dest:?}: application destinations need a backend (stomp.app_backend), and none is configured"),
+                CLOSE_POLICY,
+            );
+        };
+        let session = ctx.id().to_string();
+        let user = state(ctx)
+            .and_then(|st| st.user.clone())
+            .unwrap_or_default();
+        let hub = ctx.hub().clone();
+        if let Err(why) = app.forward(self.0.clone(), hub, user, session, frame.clone()) {
+            self.0.metrics.app_failed.fetch_add(1, Ordering::Relaxed);
+            self.fail(ctx, &format!("{dest:?}: {why}"), CLOSE_POLICY);
         }
     }
 

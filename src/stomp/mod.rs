@@ -8,6 +8,7 @@
 //! messages out through the hub. Authentication is the embedder's, through
 //! [`Authenticate`]: this module knows no token format.
 
+mod app;
 pub mod destinations;
 pub mod frame;
 mod handler;
@@ -19,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use app::BackendSettings;
 pub use destinations::{Prefixes, Target};
 pub use frame::{Command, Frame, FrameError, FrameLimits, FrameParser, Parsed};
 pub use handler::StompHandler;
@@ -59,6 +61,8 @@ pub struct Settings {
     pub prefixes: Prefixes,
     /// Time a connection has to send an accepted CONNECT.
     pub connect_timeout: Duration,
+    /// The HTTP backend SENDs to application destinations go to; none: they are refused.
+    pub app_backend: Option<BackendSettings>,
 }
 
 impl Default for Settings {
@@ -67,6 +71,7 @@ impl Default for Settings {
             session: SessionConfig::default(),
             prefixes: Prefixes::default(),
             connect_timeout: Duration::from_secs(10),
+            app_backend: None,
         }
     }
 }
@@ -90,6 +95,11 @@ pub struct StompMetrics {
     pub heartbeat_timeouts: AtomicU64,
     /// Messages still un-ACKed when their session ended (dropped).
     pub unacked_dropped: AtomicU64,
+    /// SENDs to application destinations the backend answered (2xx).
+    pub app_forwarded: AtomicU64,
+    /// SENDs to application destinations whose backend call failed (status, timeout,
+    /// bad answer) or found the queue full.
+    pub app_failed: AtomicU64,
 }
 
 impl StompMetrics {
@@ -131,6 +141,16 @@ impl StompMetrics {
                 "un-ACKed messages dropped when their session ended",
                 c(&self.unacked_dropped),
             ),
+            (
+                "stomp_app_forwarded_total",
+                "SENDs to application destinations answered by the backend",
+                c(&self.app_forwarded),
+            ),
+            (
+                "stomp_app_failed_total",
+                "SENDs to application destinations whose backend call failed",
+                c(&self.app_failed),
+            ),
         ] {
             s += &format!("# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} counter\nswitchboard_{name} {v}\n");
         }
@@ -149,6 +169,7 @@ pub struct Stomp {
     /// Counters.
     pub metrics: StompMetrics,
     next_message: AtomicU64,
+    pub(crate) app: Option<app::Backend>,
 }
 
 impl std::fmt::Debug for Stomp {
@@ -170,15 +191,22 @@ pub enum PushError {
 }
 
 impl Stomp {
-    /// A broker with `settings`, taking users from `auth`.
-    pub fn new(settings: Settings, auth: impl Authenticate) -> Arc<Self> {
-        Arc::new(Stomp {
+    /// A broker with `settings`, taking users from `auth`. Fails when the application
+    /// backend's URL is not `http://host:port/path` or its threads cannot start.
+    pub fn new(settings: Settings, auth: impl Authenticate) -> Result<Arc<Self>, String> {
+        let app = settings
+            .app_backend
+            .as_ref()
+            .map(app::Backend::start)
+            .transpose()?;
+        Ok(Arc::new(Stomp {
             settings,
             auth: Box::new(auth),
             table: destinations::Table::default(),
             metrics: StompMetrics::default(),
             next_message: AtomicU64::new(1),
-        })
+            app,
+        }))
     }
 
     /// The handler to mount on the STOMP WebSocket route.
