@@ -10,7 +10,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
+import { waitForPort } from "./helpers.mjs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -30,21 +30,6 @@ function startServer() {
     env: { ...process.env, RUST_LOG: "warn" },
   });
   return waitForPort(port, 10000);
-}
-
-function waitForPort(p, ms) {
-  const deadline = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      const s = net.connect(p, "127.0.0.1");
-      s.on("connect", () => { s.destroy(); resolve(); });
-      s.on("error", () => {
-        if (Date.now() > deadline) reject(new Error("server did not start"));
-        else setTimeout(attempt, 100);
-      });
-    };
-    attempt();
-  });
 }
 
 before(async () => {

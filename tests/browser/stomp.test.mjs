@@ -9,7 +9,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
+import { waitForPort } from "./helpers.mjs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,21 +25,6 @@ const port = 19080 + Math.floor(Math.random() * 1000);
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "switchboard-stomp-"));
 const url = `ws://127.0.0.1:${port}/stomp`;
 let server;
-
-function waitForPort(p, ms) {
-  const deadline = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      const s = net.connect(p, "127.0.0.1");
-      s.on("connect", () => { s.destroy(); resolve(); });
-      s.on("error", () => {
-        if (Date.now() > deadline) reject(new Error("server did not start"));
-        else setTimeout(attempt, 100);
-      });
-    };
-    attempt();
-  });
-}
 
 before(async () => {
   server = spawn(binary, ["serve", "--listen", `127.0.0.1:${port}`,
