@@ -19,8 +19,11 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Token, Waker};
 
 use crate::attributes::Attributes;
-use crate::http::HttpResponse;
+use std::any::Any;
+
+use crate::http::{HttpResponse, Request};
 use crate::id::ConnId;
+use crate::io::Wire;
 use crate::message::{Message, Payload};
 use crate::metrics::{MetricsSnapshot, WorkerMetrics};
 
@@ -65,6 +68,20 @@ pub(crate) enum Command {
     Http {
         id: ConnId,
         part: HttpPart,
+    },
+    /// Open a virtual connection on `route` (see [`crate::io::Wire`]).
+    #[cfg_attr(not(feature = "sockjs"), allow(dead_code))]
+    OpenVirtual {
+        route: usize,
+        req: Box<Request>,
+        ip: std::net::IpAddr,
+        wire: Box<dyn Wire>,
+    },
+    /// Input for a virtual connection's wire.
+    #[cfg_attr(not(feature = "sockjs"), allow(dead_code))]
+    Wire {
+        id: ConnId,
+        input: Box<dyn Any + Send>,
     },
 }
 
@@ -296,6 +313,36 @@ impl Hub {
     pub(crate) fn http(&self, id: ConnId, part: HttpPart) {
         if let Some(peer) = self.peer(id.worker()) {
             peer.send(Command::Http { id, part });
+        }
+    }
+
+    /// Opens a virtual connection on worker `worker` (taken modulo the worker count) for
+    /// the WebSocket route `route`: the route's `on_open` sees `req`, and the wire hears
+    /// the verdict.
+    #[cfg_attr(not(feature = "sockjs"), allow(dead_code))]
+    pub(crate) fn open_virtual(
+        &self,
+        worker: usize,
+        route: usize,
+        req: Request,
+        ip: std::net::IpAddr,
+        wire: Box<dyn Wire>,
+    ) {
+        if let Some(peer) = self.peer(worker % self.workers().max(1)) {
+            peer.send(Command::OpenVirtual {
+                route,
+                req: Box::new(req),
+                ip,
+                wire,
+            });
+        }
+    }
+
+    /// Hands `input` to the wire of the virtual connection `id`; dropped if it is gone.
+    #[cfg_attr(not(feature = "sockjs"), allow(dead_code))]
+    pub(crate) fn to_wire(&self, id: ConnId, input: Box<dyn Any + Send>) {
+        if let Some(peer) = self.peer(id.worker()) {
+            peer.send(Command::Wire { id, input });
         }
     }
 

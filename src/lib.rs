@@ -39,6 +39,8 @@ mod reactor;
 mod reply;
 mod router;
 mod server;
+#[cfg(feature = "sockjs")]
+pub mod sockjs;
 #[cfg(feature = "chat")]
 pub mod stomp;
 pub mod ws;

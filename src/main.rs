@@ -88,6 +88,11 @@ struct ServeArgs {
     /// Subprotocol to offer (repeatable), in order of preference.
     #[arg(long = "subprotocol")]
     subprotocols: Vec<String>,
+    /// Also serve the SockJS protocol test suite's endpoints: /echo, /close,
+    /// /disabled_websocket_echo and /cookie_needed_echo, with a 4096-byte streaming
+    /// limit.
+    #[arg(long)]
+    sockjs: bool,
 }
 
 impl ServeArgs {
@@ -172,9 +177,10 @@ fn main() -> ExitCode {
                 ExitCode::from(e.exit_code())
             }
         },
-        Command::Echo(args) => match args.into_config() {
-            Ok(config) => serve(switchboard::echo::echo_server(config)),
-            Err(e) => {
+        Command::Echo(args) => match (args.sockjs, args.into_config()) {
+            (false, Ok(config)) => serve(switchboard::echo::echo_server(config)),
+            (true, Ok(config)) => serve(switchboard::echo::sockjs_echo_server(config)),
+            (_, Err(e)) => {
                 eprintln!("error: {e}");
                 ExitCode::from(2)
             }

@@ -6,6 +6,9 @@
 //! connection, which hands it to the connection's HTTP machine; the machine keeps
 //! pipelined answers in order and applies `http_response_timeout_ms`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use crate::http::HttpResponse;
 use crate::hub::{HttpPart, Hub};
 use crate::id::ConnId;
@@ -20,15 +23,30 @@ pub struct HttpReply {
     hub: Hub,
     id: ConnId,
     answered: bool,
+    over: Arc<AtomicBool>,
+    ip: std::net::IpAddr,
 }
 
 impl HttpReply {
-    pub(crate) fn new(hub: Hub, id: ConnId) -> Self {
+    pub(crate) fn new(hub: Hub, id: ConnId, over: Arc<AtomicBool>, ip: std::net::IpAddr) -> Self {
         HttpReply {
             hub,
             id,
             answered: false,
+            over,
+            ip,
         }
+    }
+
+    /// The client's address (the peer's, or the one a trusted proxy forwarded).
+    pub fn remote_ip(&self) -> std::net::IpAddr {
+        self.ip
+    }
+
+    /// Whether the exchange is already over: the client went away (or the server
+    /// answered 504 for want of an answer), so nothing sent now will reach it.
+    pub fn is_over(&self) -> bool {
+        self.over.load(Ordering::Acquire)
     }
 
     /// The connection the request came on.
@@ -52,6 +70,7 @@ impl HttpReply {
             hub: self.hub.clone(),
             id: self.id,
             finished: false,
+            over: self.over.clone(),
         }
     }
 }
@@ -71,9 +90,17 @@ pub struct HttpStream {
     hub: Hub,
     id: ConnId,
     finished: bool,
+    over: Arc<AtomicBool>,
 }
 
 impl HttpStream {
+    /// Whether the stream is over: the client went away, or the stream was finished.
+    /// The flag is raised by the connection's worker, so it lags the client's leaving
+    /// by the time the worker takes to notice (its next read of the socket).
+    pub fn is_over(&self) -> bool {
+        self.over.load(Ordering::Acquire)
+    }
+
     /// Sends one piece of the body.
     pub fn send(&self, bytes: impl Into<Vec<u8>>) {
         self.hub.http(self.id, HttpPart::Chunk(bytes.into()));

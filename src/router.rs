@@ -27,12 +27,25 @@ pub(crate) struct Router {
     pub(crate) ws: Vec<(String, Arc<dyn Handler>)>,
     pub(crate) fallback: Option<usize>,
     pub(crate) http: Vec<(String, HttpRoute)>,
+    /// WebSocket routes serving every path under a prefix (ending in `/`), as indexes
+    /// into `ws`; an exact route wins over them, they win over the fallback.
+    pub(crate) ws_prefix: Vec<(String, usize)>,
+    /// Plain routes serving every path under a prefix (ending in `/`); an exact route
+    /// wins over them.
+    pub(crate) http_prefix: Vec<(String, HttpRoute)>,
 }
 
 impl Router {
     /// The WebSocket route index for `path`: an exact match, else the fallback.
     pub(crate) fn ws_route(&self, path: &str) -> Option<usize> {
-        self.exact_ws_route(path).or(self.fallback)
+        self.exact_ws_route(path)
+            .or_else(|| {
+                self.ws_prefix
+                    .iter()
+                    .find(|(p, _)| path.starts_with(p.as_str()))
+                    .map(|(_, i)| *i)
+            })
+            .or(self.fallback)
     }
 
     /// The WebSocket route registered for exactly `path` (never the fallback).
@@ -48,6 +61,14 @@ impl Router {
     }
 
     pub(crate) fn http_route(&self, path: &str) -> Option<&HttpRoute> {
-        self.http.iter().find(|(p, _)| p == path).map(|(_, h)| h)
+        self.http
+            .iter()
+            .find(|(p, _)| p == path)
+            .or_else(|| {
+                self.http_prefix
+                    .iter()
+                    .find(|(p, _)| path.starts_with(p.as_str()))
+            })
+            .map(|(_, h)| h)
     }
 }

@@ -70,6 +70,8 @@ impl Server {
             router: Router {
                 ws: Vec::new(),
                 fallback: None,
+                ws_prefix: Vec::new(),
+                http_prefix: Vec::new(),
                 http: vec![(
                     "/healthz".to_owned(),
                     HttpRoute::Now(Arc::new(|req: &Request, _: &Hub| {
@@ -80,6 +82,7 @@ impl Server {
                     })),
                 )],
             },
+            errors: Vec::new(),
         }
     }
 }
@@ -88,6 +91,8 @@ impl Server {
 pub struct ServerBuilder {
     config: Config,
     router: Router,
+    /// Mistakes in the routes, reported by [`ServerBuilder::start`].
+    errors: Vec<String>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -180,6 +185,49 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds SockJS (protocol 0.3.3) to the WebSocket route at `prefix`, which must
+    /// already be added: the route's handler then also serves SockJS sessions —
+    /// `<prefix>/info`, `/iframe.html`, `/{server}/{session}/{transport}` for the
+    /// `websocket`, `xhr-streaming`, `xhr-polling`, `eventsource`, `htmlfile` and `jsonp`
+    /// transports, and the raw WebSocket at `<prefix>/websocket`. Each session is a
+    /// connection like any other to the handler (`on_open` gets the request that
+    /// opened it; sends, groups, broadcasts and timers work unchanged).
+    #[cfg(feature = "sockjs")]
+    pub fn sockjs(mut self, prefix: &str, cfg: crate::sockjs::SockJsConfig) -> Self {
+        let Some(route) = self.router.exact_ws_route(prefix) else {
+            self.errors.push(format!(
+                "sockjs: no WebSocket route at {prefix} to add SockJS to"
+            ));
+            return self;
+        };
+        let handler = self.router.ws[route].1.clone();
+        let shared = Arc::new(crate::sockjs::Shared::new(prefix, route, cfg));
+        let serve = {
+            let shared = shared.clone();
+            move |req: &Request, hub: &Hub, reply: HttpReply| {
+                crate::sockjs::serve(&shared, req, hub, reply)
+            }
+        };
+        let serve: Arc<crate::router::DeferredHttpHandler> = Arc::new(serve);
+        self.router.http.retain(|(p, _)| p != prefix);
+        self.router
+            .http
+            .push((prefix.to_owned(), HttpRoute::Later(serve.clone())));
+        self.router
+            .http_prefix
+            .push((format!("{prefix}/"), HttpRoute::Later(serve)));
+        self.router
+            .ws
+            .push((format!("{prefix}/websocket"), handler));
+        self.router.ws.push((
+            format!("{prefix}/{{server}}/{{session}}/websocket"),
+            Arc::new(crate::sockjs::Bridge(shared)),
+        ));
+        let bridge = self.router.ws.len() - 1;
+        self.router.ws_prefix.push((format!("{prefix}/"), bridge));
+        self
+    }
+
     /// Serves the counters of every worker at `path` in the Prometheus text format.
     pub fn metrics_route(self, path: &str) -> Self {
         self.http_route(path, |_, hub| {
@@ -190,6 +238,9 @@ impl ServerBuilder {
 
     /// Binds, starts the workers and returns at once.
     pub fn start(self) -> Result<ServerHandle, ServerError> {
+        if let Some(e) = self.errors.first() {
+            return Err(ServerError::Config(ConfigError::Invalid(e.clone())));
+        }
         let config = self.config;
         config.validate()?;
         let count = config.worker_count();

@@ -63,7 +63,7 @@ fn metrics_endpoint_reports_counters_in_prometheus_text() {
     raw_exchange(
         addr,
         upgrade_request("/", "")
-            .replace("Version: 13", "Version: 8")
+            .replace("Version: 13", "Version: 12")
             .as_bytes(),
     );
     let body = raw_exchange(

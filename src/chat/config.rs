@@ -249,6 +249,83 @@ pub struct StompConfig {
     pub app_max_queue: usize,
 }
 
+/// `[sockjs]`: SockJS (protocol 0.3.3) fallback for the chat and STOMP endpoints
+/// (Spring's `.withSockJS()`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SockJsSection {
+    /// SockJS on the chat endpoint (`ws_path`).
+    pub chat: bool,
+    /// SockJS on the STOMP endpoint (`stomp.path`).
+    pub stomp: bool,
+    /// Offer the `websocket` transport.
+    pub websocket: bool,
+    /// Ask load balancers for sticky sessions (`JSESSIONID` cookie).
+    pub cookie_needed: bool,
+    /// Heart-beat frame interval.
+    pub heartbeat: String,
+    /// A session with no receiving request this long is closed.
+    pub disconnect_delay: String,
+    /// Bytes after which a streaming answer is ended (the client reconnects).
+    pub response_limit: usize,
+    /// Bytes of messages held while no request is receiving; beyond, the session closes.
+    pub max_buffered_bytes: usize,
+    /// Sessions open at once per endpoint; beyond, 503.
+    pub max_sessions: usize,
+    /// The sockjs-client script `/iframe.html` loads.
+    pub client_url: String,
+    /// Origins allowed to open sessions; `*` = any.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for SockJsSection {
+    fn default() -> Self {
+        let d = crate::sockjs::SockJsConfig::default();
+        SockJsSection {
+            chat: false,
+            stomp: false,
+            websocket: d.websocket,
+            cookie_needed: d.cookie_needed,
+            heartbeat: "25s".into(),
+            disconnect_delay: "5s".into(),
+            response_limit: d.response_limit,
+            max_buffered_bytes: d.max_buffered_bytes,
+            max_sessions: d.max_sessions,
+            client_url: d.client_url,
+            allowed_origins: d.allowed_origins,
+        }
+    }
+}
+
+impl SockJsSection {
+    /// The endpoint settings.
+    pub fn settings(&self) -> Result<crate::sockjs::SockJsConfig, ConfigError> {
+        let heartbeat = parse_duration(&self.heartbeat)?;
+        let disconnect_delay = parse_duration(&self.disconnect_delay)?;
+        if heartbeat.is_zero() || disconnect_delay.is_zero() {
+            return Err(ConfigError::Invalid(
+                "sockjs.heartbeat and sockjs.disconnect_delay must be above 0".into(),
+            ));
+        }
+        if self.response_limit == 0 || self.max_sessions == 0 {
+            return Err(ConfigError::Invalid(
+                "sockjs.response_limit and sockjs.max_sessions must be at least 1".into(),
+            ));
+        }
+        Ok(crate::sockjs::SockJsConfig {
+            websocket: self.websocket,
+            cookie_needed: self.cookie_needed,
+            heartbeat,
+            disconnect_delay,
+            response_limit: self.response_limit,
+            max_buffered_bytes: self.max_buffered_bytes,
+            max_sessions: self.max_sessions,
+            client_url: self.client_url.clone(),
+            allowed_origins: self.allowed_origins.clone(),
+        })
+    }
+}
+
 impl Default for StompConfig {
     fn default() -> Self {
         StompConfig {
@@ -371,6 +448,8 @@ pub struct ChatConfig {
     pub delivery: DeliveryConfig,
     /// The STOMP broker endpoint.
     pub stomp: StompConfig,
+    /// SockJS fallback for the endpoints.
+    pub sockjs: SockJsSection,
     /// Engine settings.
     pub engine: Config,
 }
@@ -387,12 +466,16 @@ impl Default for ChatConfig {
             store: StoreConfig::default(),
             delivery: DeliveryConfig::default(),
             stomp: StompConfig::default(),
+            sockjs: SockJsSection::default(),
             engine: Config {
                 // Chat messages are small; the engine's own limit sits above the
                 // protocol's (limits.max_message_bytes) so oversized JSON gets an ERROR
                 // reply, not a close.
                 max_message_size: 1 << 20,
                 max_frame_size: 1 << 20,
+                // A SockJS xhr_send carries a batch of messages: room for one of the
+                // largest, JSON-escaped.
+                max_body_bytes: 2 << 20,
                 ..Config::default()
             },
         }
@@ -505,6 +588,10 @@ impl ChatConfig {
             return bad("limits.sessions_per_user must be at least 1".into());
         }
         self.stomp.validate(&self.ws_path)?;
+        self.sockjs.settings()?;
+        if self.sockjs.stomp && !self.stomp.enabled {
+            return bad("sockjs.stomp needs stomp.enabled".into());
+        }
         self.engine.validate()
     }
 
@@ -609,6 +696,17 @@ fn comment(path: &str) -> &'static str {
         "stomp.app_threads" => "application backend calls in flight at once",
         "stomp.app_max_queue" => "SENDs waiting for a backend thread; beyond, ERROR and close",
         "stomp.max_redeliveries" => "deliveries again of a NACKed message before it is dropped",
+        "sockjs.chat" => "SockJS fallback on the chat endpoint ws_path (Spring: .withSockJS())",
+        "sockjs.stomp" => "SockJS fallback on the STOMP endpoint stomp.path",
+        "sockjs.websocket" => "offer the websocket transport (false: streaming and polling only)",
+        "sockjs.cookie_needed" => "set a JSESSIONID cookie for sticky load balancers",
+        "sockjs.heartbeat" => "heart-beat frame (h) interval to the receiving request",
+        "sockjs.disconnect_delay" => "close a session with no receiving request for this long",
+        "sockjs.response_limit" => "bytes after which a streaming answer ends and the client reconnects",
+        "sockjs.max_buffered_bytes" => "bytes held for a session while nothing receives; beyond, it closes",
+        "sockjs.max_sessions" => "SockJS sessions at once per endpoint; beyond, 503",
+        "sockjs.client_url" => "sockjs-client script loaded by /iframe.html",
+        "sockjs.allowed_origins" => "Origin values allowed to open sessions; \"*\" = any",
         "engine.listen" => "(overridden by listen above)",
         "engine.workers" => "worker threads; 0 = one per core",
         "engine.backlog" => "listen backlog per worker",

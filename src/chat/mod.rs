@@ -53,6 +53,8 @@ pub fn chat_server(cfg: ChatConfig) -> Result<(ServerBuilder, Arc<ChatNode>), Co
     let engine = cfg.engine_config();
     let ws_path = cfg.ws_path.clone();
     let stomp_cfg = cfg.stomp.clone();
+    let sockjs = cfg.sockjs.clone();
+    let sockjs_cfg = sockjs.settings()?;
     let node = ChatNode::start(cfg)?;
     let stomp = if stomp_cfg.enabled {
         Some(
@@ -120,6 +122,14 @@ pub fn chat_server(cfg: ChatConfig) -> Result<(ServerBuilder, Arc<ChatNode>), Co
     let builder = match &stomp {
         Some(s) => builder.route(&stomp_cfg.path, s.handler()),
         None => builder,
+    };
+    let builder = match sockjs.chat {
+        true => builder.sockjs(&ws_path, sockjs_cfg.clone()),
+        false => builder,
+    };
+    let builder = match sockjs.stomp && stomp.is_some() {
+        true => builder.sockjs(&stomp_cfg.path, sockjs_cfg),
+        false => builder,
     };
     Ok((builder, node))
 }

@@ -115,6 +115,20 @@ pub struct Http1 {
     version: u8,
     /// Bytes were dropped behind a pending answer: close after it.
     overflow: bool,
+    /// Set while a parked request's answer is pending; raised when the exchange ends.
+    watch: Option<AnswerWatch>,
+}
+
+/// Tells the holder of a deferred answer when the exchange it answers is over — the
+/// answer is complete, or the connection is gone — by raising a shared flag when dropped.
+/// A SockJS session uses it to see that its streaming receiver has left.
+#[derive(Debug)]
+pub struct AnswerWatch(pub std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for AnswerWatch {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// The most bytes buffered behind an answer that is not given yet: a whole request of
@@ -142,6 +156,7 @@ impl Http1 {
             answered: 0,
             version: 1,
             overflow: false,
+            watch: None,
         }
     }
 
@@ -295,6 +310,7 @@ impl Http1 {
     /// One more request answered: on to the next (kept alive) or done.
     fn done_answering(&mut self, keep_alive: bool, now: Tick) {
         self.answered += 1;
+        self.watch = None;
         if keep_alive {
             self.state = State::Head;
             self.since = now;
@@ -307,9 +323,10 @@ impl Http1 {
     /// (from another thread, through the caller): [`Http1::respond`] or
     /// [`Http1::start_stream`] then, or [`HttpEvent::ResponseTimeout`] after
     /// `response_timeout`.
-    pub fn park(&mut self, now: Tick) {
+    pub fn park(&mut self, now: Tick, watch: Option<AnswerWatch>) {
         if let State::Responding { parked, .. } = &mut self.state {
             *parked = Some(now);
+            self.watch = watch;
         }
     }
 
@@ -395,6 +412,7 @@ impl Http1 {
     pub fn reject(&mut self, resp: &HttpResponse, out: &mut OutQueue) {
         out.push_bytes(resp.to_bytes());
         self.answered += 1;
+        self.watch = None;
         self.state = State::Done;
     }
 

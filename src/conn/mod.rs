@@ -40,7 +40,7 @@ mod ws;
 mod tests;
 
 pub use closing::Closing;
-pub use http1::{Http1, Http1Config, HttpEvent};
+pub use http1::{AnswerWatch, Http1, Http1Config, HttpEvent};
 pub use outq::{OutQueue, StoragePool};
 pub use ws::{Ws, WsConfig, WsEvent};
 

@@ -249,7 +249,7 @@ fn a_parked_answer_keeps_pipelined_requests_in_order() {
     let mut input: &[u8] =
         b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n";
     assert_eq!(next_request(&mut m, &mut input, 0, &mut out), "/slow");
-    m.park(10);
+    m.park(10, None);
     // The second request waits behind the parked one.
     assert!(m.handle_read(&mut input, 10, &cfg, &mut out).is_none());
     assert_eq!(m.poll_timeout(&cfg), Some(310));
@@ -268,7 +268,7 @@ fn an_unanswered_parked_request_times_out_once() {
     let mut m = Http1::new(0);
     let mut input: &[u8] = b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
     next_request(&mut m, &mut input, 0, &mut out);
-    m.park(0);
+    m.park(0, None);
     assert!(m.handle_timeout(299, &cfg).is_none());
     assert!(matches!(
         m.handle_timeout(300, &cfg),
@@ -287,7 +287,7 @@ fn streamed_answers_are_chunked_on_1_1_and_close_delimited_on_1_0() {
     let mut m = Http1::new(0);
     let mut input: &[u8] = b"GET /s HTTP/1.1\r\nHost: x\r\n\r\nGET /t HTTP/1.1\r\nHost: x\r\n\r\n";
     next_request(&mut m, &mut input, 0, &mut out);
-    m.park(0);
+    m.park(0, None);
     m.start_stream(&HttpResponse::text(200, ""), false, &mut out);
     m.send_chunk(b"hello ", &mut out);
     m.send_chunk(b"", &mut out);
@@ -317,7 +317,7 @@ fn endless_pipelining_behind_a_parked_answer_is_bounded() {
     let mut m = Http1::new(0);
     let mut input: &[u8] = b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
     next_request(&mut m, &mut input, 0, &mut out);
-    m.park(0);
+    m.park(0, None);
     let more = b"GET /more HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2_000);
     for piece in more.chunks(4096) {
         assert!(m.handle_read(&mut &piece[..], 0, &cfg, &mut out).is_none());

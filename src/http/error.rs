@@ -63,12 +63,21 @@ impl HandshakeError {
             HandshakeError::Unavailable(_) => 503,
             HandshakeError::BodyTooLarge(_) => 413,
             HandshakeError::LengthRequired => 411,
+            HandshakeError::BadMethod(_) => 405,
             _ => 400,
         }
     }
 
     /// The complete response for this error, with `Connection: close`.
     pub fn response(&self) -> HttpResponse {
+        if let HandshakeError::BadMethod(_) = self {
+            // RFC 9110 §15.5.6: say what is allowed; no body to misread.
+            return HttpResponse {
+                status: 405,
+                headers: vec![("Allow".into(), "GET".into())],
+                body: Vec::new(),
+            };
+        }
         let mut resp = HttpResponse::text(self.status(), format!("{self}\n"));
         if let HandshakeError::UnsupportedVersion = self {
             resp = resp.header("Sec-WebSocket-Version", "13");

@@ -127,10 +127,21 @@ fn rejection(text: &str) -> HandshakeError {
 }
 
 #[test]
-fn bad_method_is_400() {
+fn bad_method_is_405_with_allow_and_no_body() {
     let e = rejection(&GOOD.replacen("GET", "POST", 1));
     assert_eq!(e, HandshakeError::BadMethod("POST".into()));
-    assert_eq!(e.status(), 400);
+    assert_eq!(e.status(), 405);
+    let resp = e.response();
+    assert!(resp.headers.contains(&("Allow".into(), "GET".into())));
+    assert!(resp.body.is_empty());
+}
+
+#[test]
+fn draft_versions_7_and_8_shake_hands_like_13() {
+    for v in ["7", "8"] {
+        let req = request(&GOOD.replace("Version: 13", &format!("Version: {v}")));
+        assert!(validate_upgrade(&req, &policy()).is_ok(), "{v}");
+    }
 }
 
 #[test]
@@ -165,7 +176,7 @@ fn bad_key_is_400() {
 
 #[test]
 fn wrong_version_is_426_naming_13() {
-    let e = rejection(&GOOD.replace("Version: 13", "Version: 8"));
+    let e = rejection(&GOOD.replace("Version: 13", "Version: 12"));
     assert_eq!(e.status(), 426);
     let bytes = e.response().to_bytes();
     let text = String::from_utf8_lossy(&bytes);

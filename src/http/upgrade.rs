@@ -54,7 +54,9 @@ pub fn validate_upgrade(req: &Request, policy: &UpgradePolicy) -> Result<Upgrade
     if !is_upgrade_request(req) || !req.has_token("Connection", "upgrade") {
         return Err(HandshakeError::NotUpgrade);
     }
-    if req.header("Sec-WebSocket-Version") != Some("13") {
+    // Drafts hybi-07 to -17 (versions 7 and 8) frame and shake hands as RFC 6455 does;
+    // the SockJS protocol suite and a few old clients still send them.
+    if !matches!(req.header("Sec-WebSocket-Version"), Some("13" | "8" | "7")) {
         return Err(HandshakeError::UnsupportedVersion);
     }
     let key = req

@@ -12,13 +12,60 @@
 //! had, and a new edge will come for new bytes, so the caller may stop without paying a
 //! syscall for `WouldBlock`. A TLS session may hold decrypted bytes after a short read,
 //! so it will say "more" until the socket blocks.
+//!
+//! A connection may also have no socket on this worker at all: a [`Wire`] (a SockJS
+//! session carried by a series of HTTP requests, say) takes what the connection writes
+//! and hands it input. The worker drives such a connection through commands and timers
+//! instead of readiness events.
 
+use std::any::Any;
 use std::io::{self, Read};
 use std::net::Shutdown;
 
 use mio::net::TcpStream;
 
-use crate::conn::{OutQueue, StoragePool};
+use crate::conn::{OutQueue, StoragePool, Tick};
+use crate::http::HttpResponse;
+use crate::id::ConnId;
+
+/// The transport of a virtual connection: whatever carries an open WebSocket-shaped
+/// connection when it is not a socket of this worker. The connection's machine is the
+/// ordinary WebSocket machine; the wire sees the frames it writes (server frames,
+/// unmasked, cut anywhere) and gives it input as masked client frames.
+///
+/// Every method runs on the connection's worker and must not block.
+pub trait Wire: Send + 'static {
+    /// The handler accepted the connection, which is now `id`.
+    fn opened(&mut self, id: ConnId, now: Tick);
+    /// The handler refused the connection with `resp`; the wire is dropped next.
+    fn refused(&mut self, resp: HttpResponse);
+    /// Bytes the connection wrote.
+    fn write(&mut self, bytes: &[u8], now: Tick);
+    /// The connection has written its last bytes.
+    fn shutdown(&mut self);
+    /// Something sent to this connection from elsewhere ([`crate::Hub`]'s wire input).
+    fn input(&mut self, input: Box<dyn Any + Send>, now: Tick);
+    /// Moves pending input (masked WebSocket frames) into `into`.
+    fn take_input(&mut self, into: &mut Vec<u8>);
+    /// Whether the far side is gone for good: the worker drops the connection.
+    fn is_gone(&self) -> bool;
+    /// When [`Wire::handle_timeout`] must next be called.
+    fn poll_timeout(&self) -> Option<Tick>;
+    /// Called at or after [`Wire::poll_timeout`].
+    fn handle_timeout(&mut self, now: Tick);
+}
+
+/// A virtual connection's transport and the scratch its output is gathered in.
+pub(crate) struct VirtualIo {
+    pub(crate) wire: Box<dyn Wire>,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for VirtualIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VirtualIo")
+    }
+}
 
 /// What one read produced.
 #[derive(Debug)]
@@ -37,13 +84,32 @@ pub(crate) enum ReadOutcome {
 pub(crate) enum Io {
     /// A plain TCP socket.
     Plain(TcpStream),
+    /// No socket: a [`Wire`].
+    Virtual(Box<VirtualIo>),
 }
 
 impl Io {
-    /// The socket, to register with the poll.
-    pub(crate) fn source(&mut self) -> &mut TcpStream {
+    /// A virtual connection's transport.
+    pub(crate) fn virtual_wire(wire: Box<dyn Wire>) -> Io {
+        Io::Virtual(Box::new(VirtualIo {
+            wire,
+            scratch: Vec::new(),
+        }))
+    }
+
+    /// The socket, to register with the poll (`None` for a virtual connection).
+    pub(crate) fn source(&mut self) -> Option<&mut TcpStream> {
         match self {
-            Io::Plain(s) => s,
+            Io::Plain(s) => Some(s),
+            Io::Virtual(_) => None,
+        }
+    }
+
+    /// The wire of a virtual connection.
+    pub(crate) fn wire(&mut self) -> Option<&mut dyn Wire> {
+        match self {
+            Io::Virtual(v) => Some(&mut *v.wire),
+            Io::Plain(_) => None,
         }
     }
 
@@ -65,6 +131,7 @@ impl Io {
                     Err(e) => return Err(e),
                 }
             },
+            Io::Virtual(_) => Ok(ReadOutcome::Blocked),
         }
     }
 
@@ -74,9 +141,16 @@ impl Io {
         &mut self,
         out: &mut OutQueue,
         pool: &mut StoragePool,
+        now: Tick,
     ) -> io::Result<(bool, usize)> {
         match self {
             Io::Plain(s) => out.flush(s, pool),
+            Io::Virtual(v) => {
+                let (drained, n) = out.flush(&mut v.scratch, pool)?;
+                v.wire.write(&v.scratch, now);
+                v.scratch.clear();
+                Ok((drained, n))
+            }
         }
     }
 
@@ -87,6 +161,7 @@ impl Io {
             Io::Plain(s) => {
                 let _ = s.shutdown(Shutdown::Write);
             }
+            Io::Virtual(v) => v.wire.shutdown(),
         }
     }
 }

@@ -84,6 +84,13 @@ impl Worker {
                 }
             }
             Command::Http { id, part } => self.on_http_part(id, part),
+            Command::OpenVirtual {
+                route,
+                req,
+                ip,
+                wire,
+            } => self.open_virtual(route, &req, ip, wire),
+            Command::Wire { id, input } => self.wire_input(id, input),
             Command::Call { id, f } => {
                 if let Some(slot) = self.resolve(id) {
                     self.run_handler(slot, |_, ctx| f(ctx));

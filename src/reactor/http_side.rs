@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::session::Session;
 use super::worker::{Open, Proto, Worker};
-use crate::conn::{HttpEvent, Ws};
+use crate::conn::{AnswerWatch, HttpEvent, Ws};
 use crate::http::{check_request_line, validate_upgrade, HandshakeError, HttpResponse, Request};
 use crate::hub::HttpPart;
 use crate::id::ConnId;
@@ -148,15 +148,18 @@ impl Worker {
             }
             HttpRoute::Later(route) => {
                 let now = self.tick();
-                let Some(generation) = self.conns.get(slot).map(|c| c.generation) else {
+                let Some((generation, peer)) = self.conns.get(slot).map(|c| (c.generation, c.ip))
+                else {
                     return;
                 };
+                let ip = client_ip(peer, &req, &self.config.trusted_proxies);
                 let id = self.conn_id(slot, generation);
                 let conn = &mut self.conns[slot];
+                let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 if let Proto::Http(http) = &mut conn.proto {
-                    http.park(now);
+                    http.park(now, Some(AnswerWatch(over.clone())));
                 }
-                let reply = HttpReply::new(hub.clone(), id);
+                let reply = HttpReply::new(hub.clone(), id, over, ip);
                 // A panic drops the reply, which answers 500.
                 let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     route(&req, hub, reply)
@@ -304,7 +307,7 @@ impl Worker {
 
     /// The shared copy of a request path: one allocation per distinct path per worker
     /// instead of one per connection.
-    fn intern_path(&mut self, path: &str) -> Arc<str> {
+    pub(super) fn intern_path(&mut self, path: &str) -> Arc<str> {
         if let Some(p) = self.paths.get(path) {
             return p.clone();
         }

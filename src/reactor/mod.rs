@@ -25,6 +25,7 @@ mod http_side;
 mod listener;
 mod session;
 mod timer;
+mod virtual_conn;
 mod worker;
 
 pub(crate) use admission::Admission;

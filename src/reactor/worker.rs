@@ -134,6 +134,8 @@ pub(crate) struct Worker {
     /// Connections whose reads were paused and whose queues have drained.
     resume: Vec<usize>,
     pub(super) scratch: Vec<usize>,
+    /// Input taken from a virtual connection's wire, reused.
+    pub(super) wire_scratch: Vec<u8>,
     /// The origin of this worker's [`Tick`]s.
     epoch: Instant,
     pub(super) now: Instant,
@@ -205,6 +207,7 @@ impl Worker {
             pending_route: None,
             resume: Vec::new(),
             scratch: Vec::new(),
+            wire_scratch: Vec::new(),
             epoch: now,
             now,
             now_tick: 0,
@@ -390,6 +393,13 @@ impl Worker {
         }
     }
 
+    /// The generation for a new connection.
+    pub(super) fn take_generation(&mut self) -> u32 {
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        generation
+    }
+
     /// Hands other workers what this turn's handlers sent them: one batch, and at most
     /// one wake-up, per worker per turn (a wake-up is a syscall, and a sleeping worker's
     /// wake-up far more).
@@ -535,6 +545,11 @@ impl Worker {
             Proto::Ws(open) => open.ws.poll_timeout(now, &self.ws_cfg),
             Proto::Closing(closing) => Some(closing.poll_timeout()),
         };
+        let wire_due = conn.io.wire().and_then(|w| w.poll_timeout());
+        let due = match (due, wire_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let Some(due) = due else {
             return;
         };
@@ -581,10 +596,11 @@ impl Worker {
     }
 
     fn flush(&mut self, slot: usize) {
+        let now = self.tick();
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        match conn.io.write_from(&mut conn.out, &mut self.out_pool) {
+        match conn.io.write_from(&mut conn.out, &mut self.out_pool, now) {
             Ok((drained, written)) => {
                 bump(&self.metrics.bytes_out, written as u64);
                 if drained {
@@ -596,6 +612,10 @@ impl Worker {
                     // into a reset that could destroy the bytes we just sent.
                     conn.io.shutdown_write();
                     conn.write_shut = true;
+                    if conn.io.wire().is_some() {
+                        // No peer will close a virtual connection's socket: done.
+                        return self.drop_conn(slot, None);
+                    }
                 }
                 if conn.read_paused && conn.out.len() <= self.config.write_high_water / 2 {
                     conn.read_paused = false;
@@ -620,6 +640,15 @@ impl Worker {
             return;
         }
         conn.deadline = None;
+        if let Some(wire) = conn.io.wire() {
+            if wire.poll_timeout().is_some_and(|d| d <= now) {
+                wire.handle_timeout(now);
+                self.pump_wire(slot);
+            }
+        }
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
         match &mut conn.proto {
             Proto::Closing(closing) if closing.handle_timeout(now) => self.drop_conn(slot, None),
             Proto::Closing(_) => self.reschedule(slot),
@@ -666,8 +695,11 @@ impl Worker {
             return;
         }
         let mut conn = self.conns.remove(slot);
-        let _ = self.poll.registry().deregister(conn.io.source());
-        self.admission.released(conn.ip);
+        // Virtual connections have no socket and are not counted by admission.
+        if let Some(source) = conn.io.source() {
+            let _ = self.poll.registry().deregister(source);
+            self.admission.released(conn.ip);
+        }
         bump(&self.metrics.connections_open, u64::MAX); // wrapping: minus one
         tracing::debug!(worker = self.index, slot, "connection dropped");
         if let Proto::Ws(mut open) = conn.proto {
