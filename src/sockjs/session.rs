@@ -30,6 +30,12 @@ use crate::reply::{HttpReply, HttpStream};
 /// How often an HTTP receiver is checked for having gone, in ticks (one second).
 const RECEIVER_CHECK: Tick = 10;
 
+/// How long a second receiving request waits to learn whether the first has gone, in
+/// ticks: a client that aborts a request and sends the next at once must not be told
+/// "another connection still open" because the first one's worker has not read its
+/// FIN yet.
+const CONTENDER_GRACE: Tick = 2;
+
 /// A request that wants to receive: how to answer it.
 pub(crate) struct Attach {
     pub(crate) reply: HttpReply,
@@ -94,6 +100,8 @@ pub(crate) struct SessionWire {
     receiver: Option<Receiver>,
     /// The request that opened the session, until the handler's verdict.
     first: Option<Attach>,
+    /// A second receiving request, waiting `CONTENDER_GRACE` from the tick given.
+    contender: Option<(Attach, Tick)>,
     /// The close frame, once the application closed.
     closed: Option<String>,
     /// Masked client frames for the connection's machine.
@@ -133,6 +141,7 @@ impl SessionWire {
             pending_bytes: 0,
             receiver: None,
             first: None,
+            contender: None,
             closed: None,
             input: Vec::new(),
             gone: false,
@@ -197,6 +206,9 @@ impl SessionWire {
             None => return,
         }
         self.unattended_since = Some(self.now);
+        if let Some((next, _)) = self.contender.take() {
+            self.attach(next);
+        }
     }
 
     /// Gives the receiver what is waiting: pending messages, then the close frame.
@@ -232,8 +244,11 @@ impl SessionWire {
             if r.is_over() {
                 return self.interrupted(Some(a));
             }
-            let busy = frame::close_frame(2010, "Another connection still open");
-            return answer_once(a, &busy);
+            if self.contender.is_none() && !matches!(r, Receiver::WebSocket(_)) {
+                self.contender = Some((a, self.now.saturating_add(CONTENDER_GRACE)));
+                return;
+            }
+            return answer_once(a, &busy_frame());
         }
         self.unattended_since = None;
         self.receiver = Some(match a.stream {
@@ -262,11 +277,25 @@ impl SessionWire {
     fn interrupted(&mut self, next: Option<Attach>) {
         self.receiver = None;
         let frame_text = frame::close_frame(1002, "Connection interrupted");
-        if let Some(a) = next {
+        let waiting = self.contender.take().map(|(a, _)| a);
+        for a in next.into_iter().chain(waiting) {
             answer_once(a, &frame_text);
         }
         self.closed = Some(frame_text);
         self.gone = true;
+    }
+
+    /// The waiting second receiver's grace is over: the first has gone (the session is
+    /// interrupted) or it has not (the second is refused).
+    fn settle_contender(&mut self) {
+        let Some((a, _)) = self.contender.take() else {
+            return;
+        };
+        match &self.receiver {
+            Some(r) if r.is_over() => self.interrupted(Some(a)),
+            Some(_) => answer_once(a, &busy_frame()),
+            None => self.attach(a),
+        }
     }
 
     fn take_messages(&mut self, msgs: Vec<String>, answer: Option<(HttpReply, HttpResponse)>) {
@@ -314,6 +343,10 @@ impl SessionWire {
 }
 
 /// Answers a request that cannot receive with one frame (`c[2010, ..]`, say).
+fn busy_frame() -> String {
+    frame::close_frame(2010, "Another connection still open")
+}
+
 pub(crate) fn answer_once(a: Attach, frame_text: &str) {
     let body = frame::wrap(a.wrapping, frame_text, &a.callback);
     let mut head = a.head;
@@ -427,7 +460,8 @@ impl Wire for SessionWire {
             Some(Receiver::Stream { .. } | Receiver::Poll { .. })
         )
         .then_some(self.next_check);
-        [Some(self.next_heartbeat), expire, check]
+        let contender = self.contender.as_ref().map(|(_, at)| *at);
+        [Some(self.next_heartbeat), expire, check, contender]
             .into_iter()
             .flatten()
             .min()
@@ -435,6 +469,12 @@ impl Wire for SessionWire {
 
     fn handle_timeout(&mut self, now: Tick) {
         self.now = now;
+        if self.contender.as_ref().is_some_and(|(_, at)| now >= *at) {
+            self.settle_contender();
+            if self.gone {
+                return;
+            }
+        }
         if now >= self.next_check {
             self.next_check = now.saturating_add(RECEIVER_CHECK);
             if self.receiver.as_ref().is_some_and(Receiver::is_over) {
@@ -459,6 +499,9 @@ impl Wire for SessionWire {
 
 impl Drop for SessionWire {
     fn drop(&mut self) {
+        if let Some((a, _)) = self.contender.take() {
+            answer_once(a, &busy_frame());
+        }
         if let Some(key) = &self.key {
             match &self.closed {
                 Some(close) if self.id.is_some() => self.shared.set_closed(key, close.clone()),
