@@ -11,12 +11,14 @@ mod driver;
 mod modes;
 mod payload;
 mod report;
+mod sockjs;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 pub use chat::ChatArgs;
-pub use modes::{BroadcastArgs, ConnectArgs, EchoArgs, HoldArgs};
+pub use modes::{BroadcastArgs, ConnectArgs, EchoArgs, HoldArgs, StompArgs};
+pub use sockjs::SockJsArgs;
 
 /// Why a bench run could not start.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +108,8 @@ pub(crate) struct Target {
 
 /// Where the engine modes connect when no `--url` is given.
 pub(crate) const DEFAULT_URL: &str = "ws://127.0.0.1:9001/";
+/// Where `bench stomp` connects when no `--url` is given.
+pub(crate) const DEFAULT_STOMP_URL: &str = "ws://127.0.0.1:8080/stomp";
 /// Where `bench chat` connects when no `--url` is given.
 pub(crate) const DEFAULT_CHAT_URL: &str = "ws://127.0.0.1:8080/ws";
 
@@ -285,6 +289,8 @@ pub fn run(mode: BenchMode) -> Result<bool, BenchError> {
         BenchMode::Connect(a) => modes::connect(a)?,
         BenchMode::Hold(a) => modes::hold(a)?,
         BenchMode::Chat(a) => chat::chat(a)?,
+        BenchMode::Stomp(a) => modes::stomp(a)?,
+        BenchMode::Sockjs(a) => sockjs::sockjs(a)?,
     };
     let ok = report.clean();
     if json {
@@ -314,4 +320,10 @@ pub enum BenchMode {
     /// U users of a chat node send private, group and channel messages at a rate;
     /// latency per type, every delivery accounted for.
     Chat(ChatArgs),
+    /// N subscribers of a STOMP topic, P publishers SENDing to it; deliveries/s, fan-out
+    /// latency, gaps, duplicates, loss (as `broadcast`, through a STOMP broker).
+    Stomp(StompArgs),
+    /// STOMP fan-out received over SockJS xhr-streaming (or a plain WebSocket, to
+    /// compare): one publisher at a rate, N subscribers.
+    Sockjs(SockJsArgs),
 }

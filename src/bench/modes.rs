@@ -58,6 +58,18 @@ pub struct BroadcastArgs {
     pub size: usize,
 }
 
+/// `bench stomp` options: the broadcast run, through a STOMP broker's topic.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StompArgs {
+    /// Subscribers, publishers, rate, window and size, as for `broadcast` (`--url` is the
+    /// broker's WebSocket endpoint; the size, at least 40, is the body's).
+    #[command(flatten)]
+    pub fanout: BroadcastArgs,
+    /// The destination everyone subscribes to and publishers send to.
+    #[arg(long, default_value = "/topic/bench")]
+    pub destination: String,
+}
+
 /// `bench connect` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectArgs {
@@ -96,11 +108,11 @@ fn check_size(size: usize) -> Result<(), BenchError> {
 /// Runs `per_thread(thread, driver)` on each client thread and merges what they return.
 fn run_threads(
     common: &CommonArgs,
-    default_path: &str,
+    (default_url, default_path): (&str, &str),
     progress: &Arc<Progress>,
     per_thread: impl Fn(usize, Driver) -> Stats + Send + Sync + 'static,
 ) -> Result<Stats, BenchError> {
-    let target = common.target(super::DEFAULT_URL, default_path)?;
+    let target = common.target(default_url, default_path)?;
     super::preflight(&target, &target.path, super::preflight_timeout(common))?;
     let binds = common.binds()?;
     let req = request(&target.host, &target.path);
@@ -156,47 +168,84 @@ pub(crate) fn echo(a: EchoArgs) -> Result<(bool, Report), BenchError> {
     let (size, in_flight, connections) = (a.size, a.in_flight.max(1), a.connections);
     let p = progress.clone();
     let printer = spawn_progress(progress.clone(), "round trips", a.common.server_pid);
-    let stats = run_threads(&a.common, "/", &progress, move |t, mut d| {
-        let mut s = Stats::default();
-        let mine = share(connections, t, threads);
-        let mut conns: Vec<EchoConn> = Vec::with_capacity(mine);
-        for i in 0..mine {
-            match d.open() {
-                Ok(idx) => {
-                    debug_assert_eq!(idx, i);
-                    if let Some(c) = d.conns[idx].as_mut() {
-                        c.reserve_frame(size);
+    let stats = run_threads(
+        &a.common,
+        (super::DEFAULT_URL, "/"),
+        &progress,
+        move |t, mut d| {
+            let mut s = Stats::default();
+            let mine = share(connections, t, threads);
+            let mut conns: Vec<EchoConn> = Vec::with_capacity(mine);
+            for i in 0..mine {
+                match d.open() {
+                    Ok(idx) => {
+                        debug_assert_eq!(idx, i);
+                        if let Some(c) = d.conns[idx].as_mut() {
+                            c.reserve_frame(size);
+                        }
+                        conns.push(EchoConn {
+                            id: (i * threads + t) as u32,
+                            next_seq: 0,
+                            tracker: SeqTracker::default(),
+                            open: false,
+                        });
                     }
-                    conns.push(EchoConn {
-                        id: (i * threads + t) as u32,
-                        next_seq: 0,
-                        tracker: SeqTracker::default(),
-                        open: false,
-                    });
+                    Err(_) => s.conn_errors += 1,
                 }
-                Err(_) => s.conn_errors += 1,
             }
-        }
-        let mut outstanding: u64 = 0;
-        loop {
-            let now = Instant::now();
-            let sending = now < send_end;
-            if !sending && (outstanding == 0 || now >= send_end + DRAIN) {
-                break;
-            }
-            let mut failed = Vec::new();
-            let res = d.turn(
-                Duration::from_millis(5),
-                |idx, c, ev, now| {
-                    let ec = &mut conns[idx];
-                    let now_ns = (now - t0).as_nanos() as u64;
-                    let sending = now < send_end;
-                    match ev {
-                        Event::Opened => {
-                            ec.open = true;
-                            p.open.fetch_add(1, Ordering::Relaxed);
-                            if sending {
-                                for _ in 0..in_flight {
+            let mut outstanding: u64 = 0;
+            loop {
+                let now = Instant::now();
+                let sending = now < send_end;
+                if !sending && (outstanding == 0 || now >= send_end + DRAIN) {
+                    break;
+                }
+                let mut failed = Vec::new();
+                let res = d.turn(
+                    Duration::from_millis(5),
+                    |idx, c, ev, now| {
+                        let ec = &mut conns[idx];
+                        let now_ns = (now - t0).as_nanos() as u64;
+                        let sending = now < send_end;
+                        match ev {
+                            Event::Opened => {
+                                ec.open = true;
+                                p.open.fetch_add(1, Ordering::Relaxed);
+                                if sending {
+                                    for _ in 0..in_flight {
+                                        let seq = ec.next_seq;
+                                        ec.next_seq += 1;
+                                        let id = ec.id;
+                                        c.send_with(OpCode::Binary, size, |b| {
+                                            payload::write(b, id, seq, now_ns)
+                                        });
+                                        s.sent += 1;
+                                        outstanding += 1;
+                                    }
+                                }
+                            }
+                            Event::Message(op, data) => {
+                                s.received += 1;
+                                match payload::check(data, size).filter(|_| op == OpCode::Binary) {
+                                    Some((src, seq, sent_ns)) if src == ec.id => {
+                                        if ec.tracker.record(seq) {
+                                            outstanding = outstanding.saturating_sub(1);
+                                        }
+                                        if sent_ns >= warm_ns
+                                            && now_ns < (send_end - t0).as_nanos() as u64
+                                        {
+                                            s.completed += 1;
+                                            s.bytes += data.len() as u64;
+                                            s.record_latency(now_ns - sent_ns);
+                                            p.events.fetch_add(1, Ordering::Relaxed);
+                                        }
+                                    }
+                                    _ => {
+                                        s.corrupted += 1;
+                                        outstanding = outstanding.saturating_sub(1);
+                                    }
+                                }
+                                if sending {
                                     let seq = ec.next_seq;
                                     ec.next_seq += 1;
                                     let id = ec.id;
@@ -207,69 +256,37 @@ pub(crate) fn echo(a: EchoArgs) -> Result<(bool, Report), BenchError> {
                                     outstanding += 1;
                                 }
                             }
-                        }
-                        Event::Message(op, data) => {
-                            s.received += 1;
-                            match payload::check(data, size).filter(|_| op == OpCode::Binary) {
-                                Some((src, seq, sent_ns)) if src == ec.id => {
-                                    if ec.tracker.record(seq) {
-                                        outstanding = outstanding.saturating_sub(1);
-                                    }
-                                    if sent_ns >= warm_ns
-                                        && now_ns < (send_end - t0).as_nanos() as u64
-                                    {
-                                        s.completed += 1;
-                                        s.bytes += data.len() as u64;
-                                        s.record_latency(now_ns - sent_ns);
-                                        p.events.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                }
-                                _ => {
-                                    s.corrupted += 1;
-                                    outstanding = outstanding.saturating_sub(1);
-                                }
-                            }
-                            if sending {
-                                let seq = ec.next_seq;
-                                ec.next_seq += 1;
-                                let id = ec.id;
-                                c.send_with(OpCode::Binary, size, |b| {
-                                    payload::write(b, id, seq, now_ns)
-                                });
-                                s.sent += 1;
-                                outstanding += 1;
+                            Event::Close => {
+                                s.closed_by_server += 1;
+                                c.state = State::Closed;
                             }
                         }
-                        Event::Close => {
-                            s.closed_by_server += 1;
-                            c.state = State::Closed;
-                        }
+                    },
+                    |idx, _| failed.push(idx),
+                );
+                if res.is_err() {
+                    s.conn_errors += 1;
+                    break;
+                }
+                for idx in failed {
+                    s.conn_errors += 1;
+                    p.errors.fetch_add(1, Ordering::Relaxed);
+                    if let Some(ec) = conns.get_mut(idx) {
+                        ec.open = false;
                     }
-                },
-                |idx, _| failed.push(idx),
-            );
-            if res.is_err() {
-                s.conn_errors += 1;
-                break;
-            }
-            for idx in failed {
-                s.conn_errors += 1;
-                p.errors.fetch_add(1, Ordering::Relaxed);
-                if let Some(ec) = conns.get_mut(idx) {
-                    ec.open = false;
                 }
             }
-        }
-        for ec in &conns {
-            s.duplicates += ec.tracker.duplicates;
-            s.reordered += ec.tracker.reordered;
-            s.lost += ec.next_seq.saturating_sub(ec.tracker.unique);
-        }
-        // Corrupted echoes were counted once and are not also lost.
-        s.lost = s.lost.saturating_sub(s.corrupted);
-        close_all(&mut d);
-        s
-    })?;
+            for ec in &conns {
+                s.duplicates += ec.tracker.duplicates;
+                s.reordered += ec.tracker.reordered;
+                s.lost += ec.next_seq.saturating_sub(ec.tracker.unique);
+            }
+            // Corrupted echoes were counted once and are not also lost.
+            s.lost = s.lost.saturating_sub(s.corrupted);
+            close_all(&mut d);
+            s
+        },
+    )?;
     let server = printer.join().ok().flatten();
     let measured = a.common.duration();
     Ok((
@@ -309,6 +326,57 @@ struct BcastConn {
 }
 
 pub(crate) fn broadcast(a: BroadcastArgs) -> Result<(bool, Report), BenchError> {
+    fanout(a, None)
+}
+
+pub(crate) fn stomp(a: StompArgs) -> Result<(bool, Report), BenchError> {
+    if a.fanout.size < payload::TEXT_HEADER {
+        return Err(BenchError::Invalid(format!(
+            "--size must be at least {} for stomp",
+            payload::TEXT_HEADER
+        )));
+    }
+    fanout(a.fanout, Some(a.destination))
+}
+
+/// What a STOMP connection reads: only what the run needs to tell apart.
+enum StompIn<'a> {
+    Message(&'a [u8]),
+    Receipt,
+    Other,
+    Error(String),
+}
+
+fn stomp_in(data: &[u8]) -> StompIn<'_> {
+    let Some(split) = data.windows(2).position(|w| w == b"\n\n") else {
+        return StompIn::Other;
+    };
+    let body = &data[split + 2..];
+    let body = match body.iter().rposition(|&b| b == 0) {
+        Some(end) => &body[..end],
+        None => body,
+    };
+    if data.starts_with(b"MESSAGE\n") {
+        StompIn::Message(body)
+    } else if data.starts_with(b"RECEIPT\n") {
+        StompIn::Receipt
+    } else if data.starts_with(b"ERROR\n") {
+        let head = String::from_utf8_lossy(&data[..split]);
+        StompIn::Error(
+            head.lines()
+                .find_map(|l| l.strip_prefix("message:"))
+                .unwrap_or("")
+                .to_owned(),
+        )
+    } else {
+        StompIn::Other
+    }
+}
+
+/// A broadcast run, raw (binary messages to `/broadcast`, which the server fans out) or
+/// through a STOMP broker (CONNECT, SUBSCRIBE to `stomp`'s destination with a receipt,
+/// SENDs to it, MESSAGEs back).
+fn fanout(a: BroadcastArgs, stomp: Option<String>) -> Result<(bool, Report), BenchError> {
     let run_start = Instant::now();
     check_size(a.size)?;
     if a.publishers == 0 {
@@ -337,7 +405,22 @@ pub(crate) fn broadcast(a: BroadcastArgs) -> Result<(bool, Report), BenchError> 
         start_ns.clone(),
     );
     let printer = spawn_progress(progress.clone(), "deliveries", a.common.server_pid);
-    let stats = run_threads(&a.common, "/broadcast", &progress, move |t, mut d| {
+    let defaults = match stomp {
+        Some(_) => (super::DEFAULT_STOMP_URL, "/stomp"),
+        None => (super::DEFAULT_URL, "/broadcast"),
+    };
+    let mode = if stomp.is_some() {
+        "stomp"
+    } else {
+        "broadcast"
+    };
+    let send_head = stomp
+        .as_ref()
+        .map(|d| format!("SEND\ndestination:{d}\ncontent-length:{size}\n\n").into_bytes());
+    let subscribe = stomp.as_ref().map(|d| {
+        format!("SUBSCRIBE\nid:0\ndestination:{d}\nreceipt:subscribed\n\n\0").into_bytes()
+    });
+    let stats = run_threads(&a.common, defaults, &progress, move |t, mut d| {
         let mut s = Stats::default();
         let mine = share(total, t, threads);
         let mut conns: Vec<BcastConn> = Vec::with_capacity(mine);
@@ -424,9 +507,17 @@ pub(crate) fn broadcast(a: BroadcastArgs) -> Result<(bool, Report), BenchError> 
                     };
                     while bc.sent < allowed && c.pending() < 1 << 20 {
                         let seq = bc.sent;
-                        c.send_with(OpCode::Binary, size, |b| {
-                            payload::write(b, pid, seq, ns_since(t0))
-                        });
+                        match &send_head {
+                            None => c.send_with(OpCode::Binary, size, |b| {
+                                payload::write(b, pid, seq, ns_since(t0))
+                            }),
+                            Some(head) => c.send_with(OpCode::Text, head.len() + size + 1, |b| {
+                                let (h, rest) = b.split_at_mut(head.len());
+                                h.copy_from_slice(head);
+                                payload::write_text(&mut rest[..size], pid, seq, ns_since(t0));
+                                rest[size] = 0;
+                            }),
+                        }
                         bc.sent += 1;
                         s.sent += 1;
                         published2[pid as usize].fetch_add(1, Ordering::AcqRel);
@@ -444,34 +535,65 @@ pub(crate) fn broadcast(a: BroadcastArgs) -> Result<(bool, Report), BenchError> 
                 timeout,
                 |idx, c, ev, now| {
                     let bc = &mut conns[idx];
+                    let mut ready = false;
                     match ev {
-                        Event::Opened => {
-                            bc.open = true;
-                            opened2.fetch_add(1, Ordering::AcqRel);
-                            p.open.fetch_add(1, Ordering::Relaxed);
-                        }
+                        Event::Opened => match &subscribe {
+                            Some(sub) => {
+                                let user = format!("bench-stomp-{t}-{idx}");
+                                let connect = format!(
+                                    "CONNECT\naccept-version:1.2\nhost:bench\nlogin:{user}\npasscode:{user}\nheart-beat:0,0\n\n\0"
+                                );
+                                c.send(OpCode::Text, connect.as_bytes());
+                                c.send(OpCode::Text, sub);
+                            }
+                            None => ready = true,
+                        },
                         Event::Message(op, data) => {
                             let now_ns = (now - t0).as_nanos() as u64;
-                            s.received += 1;
-                            match payload::check(data, size).filter(|_| op == OpCode::Binary) {
-                                Some((src, seq, sent_ns)) if (src as usize) < pubs => {
-                                    if bc.trackers[src as usize].record(seq) {
-                                        received2.fetch_add(1, Ordering::AcqRel);
+                            // The payload, or `None` for a STOMP frame that is not a
+                            // delivery (CONNECTED, the SUBSCRIBE receipt).
+                            let delivery = match &subscribe {
+                                None => Some(payload::check(data, size).filter(|_| op == OpCode::Binary)),
+                                Some(_) => match stomp_in(data) {
+                                    StompIn::Message(body) => Some(payload::check_text(body, size)),
+                                    StompIn::Receipt => {
+                                        ready = true;
+                                        None
                                     }
-                                    if sent_ns >= warm_ns && now_ns < end_ns {
-                                        s.completed += 1;
-                                        s.bytes += data.len() as u64;
-                                        s.record_latency(now_ns.saturating_sub(sent_ns));
-                                        p.events.fetch_add(1, Ordering::Relaxed);
+                                    StompIn::Error(why) => {
+                                        tracing::warn!("the broker sent ERROR: {why}");
+                                        Some(None)
                                     }
+                                    StompIn::Other => None,
+                                },
+                            };
+                            if let Some(checked) = delivery {
+                                s.received += 1;
+                                match checked {
+                                    Some((src, seq, sent_ns)) if (src as usize) < pubs => {
+                                        if bc.trackers[src as usize].record(seq) {
+                                            received2.fetch_add(1, Ordering::AcqRel);
+                                        }
+                                        if sent_ns >= warm_ns && now_ns < end_ns {
+                                            s.completed += 1;
+                                            s.bytes += data.len() as u64;
+                                            s.record_latency(now_ns.saturating_sub(sent_ns));
+                                            p.events.fetch_add(1, Ordering::Relaxed);
+                                        }
+                                    }
+                                    _ => s.corrupted += 1,
                                 }
-                                _ => s.corrupted += 1,
                             }
                         }
                         Event::Close => {
                             s.closed_by_server += 1;
                             c.state = State::Closed;
                         }
+                    }
+                    if ready && !bc.open {
+                        bc.open = true;
+                        opened2.fetch_add(1, Ordering::AcqRel);
+                        p.open.fetch_add(1, Ordering::Relaxed);
                     }
                 },
                 |idx, _| failed.push(idx),
@@ -509,7 +631,7 @@ pub(crate) fn broadcast(a: BroadcastArgs) -> Result<(bool, Report), BenchError> 
     Ok((
         a.common.json,
         Report::new(
-            "broadcast",
+            mode,
             "deliveries",
             duration,
             stats,
@@ -536,57 +658,62 @@ pub(crate) fn connect(a: ConnectArgs) -> Result<(bool, Report), BenchError> {
     let concurrency = a.concurrency.max(1);
     let p = progress.clone();
     let printer = spawn_progress(progress.clone(), "handshakes", a.common.server_pid);
-    let stats = run_threads(&a.common, "/", &progress, move |t, mut d| {
-        let mut s = Stats::default();
-        let mine = share(concurrency, t, threads).max(1);
-        let mut in_progress = 0usize;
-        while Instant::now() < end {
-            while in_progress < mine {
-                match d.open() {
-                    Ok(_) => in_progress += 1,
-                    Err(_) => {
-                        s.conn_errors += 1;
-                        p.errors.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                }
-            }
-            let mut done = Vec::new();
-            let mut failed = Vec::new();
-            let res = d.turn(
-                Duration::from_millis(5),
-                |idx, c, ev, now| {
-                    if let Event::Opened = ev {
-                        if c.started >= warm_end && now < end {
-                            s.completed += 1;
-                            s.record_latency((now - c.started).as_nanos() as u64);
-                            p.events.fetch_add(1, Ordering::Relaxed);
+    let stats = run_threads(
+        &a.common,
+        (super::DEFAULT_URL, "/"),
+        &progress,
+        move |t, mut d| {
+            let mut s = Stats::default();
+            let mine = share(concurrency, t, threads).max(1);
+            let mut in_progress = 0usize;
+            while Instant::now() < end {
+                while in_progress < mine {
+                    match d.open() {
+                        Ok(_) => in_progress += 1,
+                        Err(_) => {
+                            s.conn_errors += 1;
+                            p.errors.fetch_add(1, Ordering::Relaxed);
+                            break;
                         }
-                        done.push(idx);
                     }
-                },
-                |idx, _| failed.push(idx),
-            );
-            if res.is_err() {
-                s.conn_errors += 1;
-                break;
-            }
-            for idx in done {
-                if let Some(c) = d.remove(idx) {
-                    // Reset rather than close: no TIME_WAIT, so a long run does not use
-                    // up the ephemeral ports.
-                    let _ = socket2::SockRef::from(&c.sock).set_linger(Some(Duration::ZERO));
                 }
-                in_progress -= 1;
+                let mut done = Vec::new();
+                let mut failed = Vec::new();
+                let res = d.turn(
+                    Duration::from_millis(5),
+                    |idx, c, ev, now| {
+                        if let Event::Opened = ev {
+                            if c.started >= warm_end && now < end {
+                                s.completed += 1;
+                                s.record_latency((now - c.started).as_nanos() as u64);
+                                p.events.fetch_add(1, Ordering::Relaxed);
+                            }
+                            done.push(idx);
+                        }
+                    },
+                    |idx, _| failed.push(idx),
+                );
+                if res.is_err() {
+                    s.conn_errors += 1;
+                    break;
+                }
+                for idx in done {
+                    if let Some(c) = d.remove(idx) {
+                        // Reset rather than close: no TIME_WAIT, so a long run does not use
+                        // up the ephemeral ports.
+                        let _ = socket2::SockRef::from(&c.sock).set_linger(Some(Duration::ZERO));
+                    }
+                    in_progress -= 1;
+                }
+                for _ in failed {
+                    s.conn_errors += 1;
+                    p.errors.fetch_add(1, Ordering::Relaxed);
+                    in_progress -= 1;
+                }
             }
-            for _ in failed {
-                s.conn_errors += 1;
-                p.errors.fetch_add(1, Ordering::Relaxed);
-                in_progress -= 1;
-            }
-        }
-        s
-    })?;
+            s
+        },
+    )?;
     let server = printer.join().ok().flatten();
     Ok((
         a.common.json,
@@ -627,80 +754,85 @@ pub(crate) fn hold(a: HoldArgs) -> Result<(bool, Report), BenchError> {
     let rss_open2 = rss_open.clone();
     let pid = a.common.server_pid;
     let printer = spawn_progress(progress.clone(), "opened", None);
-    let stats = run_threads(&a.common, "/", &progress, move |t, mut d| {
-        let mut s = Stats::default();
-        let mine = share(n, t, threads);
-        let conc = share(concurrency, t, threads).max(1);
-        let mut started = 0;
-        let mut handshaking = 0;
-        let deadline = Instant::now() + CONNECT_WAIT + hold_for;
-        loop {
-            while started < mine && handshaking < conc {
-                match d.open() {
-                    Ok(_) => handshaking += 1,
-                    Err(_) => {
-                        s.conn_errors += 1;
-                        p.errors.fetch_add(1, Ordering::Relaxed);
+    let stats = run_threads(
+        &a.common,
+        (super::DEFAULT_URL, "/"),
+        &progress,
+        move |t, mut d| {
+            let mut s = Stats::default();
+            let mine = share(n, t, threads);
+            let conc = share(concurrency, t, threads).max(1);
+            let mut started = 0;
+            let mut handshaking = 0;
+            let deadline = Instant::now() + CONNECT_WAIT + hold_for;
+            loop {
+                while started < mine && handshaking < conc {
+                    match d.open() {
+                        Ok(_) => handshaking += 1,
+                        Err(_) => {
+                            s.conn_errors += 1;
+                            p.errors.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
+                    started += 1;
                 }
-                started += 1;
-            }
-            let mut failed = 0;
-            let res = d.turn(
-                Duration::from_millis(10),
-                |_, c, ev, _| match ev {
-                    Event::Opened => {
-                        handshaking -= 1;
-                        s.completed += 1;
-                        opened2.fetch_add(1, Ordering::AcqRel);
-                        p.open.fetch_add(1, Ordering::Relaxed);
-                        p.events.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Event::Message(..) => s.received += 1,
-                    Event::Close => {
-                        s.closed_by_server += 1;
-                        c.state = State::Closed;
-                    }
-                },
-                |_, _| failed += 1,
-            );
-            if res.is_err() {
-                break;
-            }
-            s.conn_errors += failed;
-            handshaking = handshaking.saturating_sub(failed as usize);
-            let now = Instant::now();
-            let all = opened2.load(Ordering::Acquire) + s.conn_errors as usize >= n;
-            if all && all_open2.load(Ordering::Acquire) == 0 {
-                let _ = all_open2.compare_exchange(
-                    0,
-                    ns_since(t0).max(1),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
+                let mut failed = 0;
+                let res = d.turn(
+                    Duration::from_millis(10),
+                    |_, c, ev, _| match ev {
+                        Event::Opened => {
+                            handshaking -= 1;
+                            s.completed += 1;
+                            opened2.fetch_add(1, Ordering::AcqRel);
+                            p.open.fetch_add(1, Ordering::Relaxed);
+                            p.events.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Event::Message(..) => s.received += 1,
+                        Event::Close => {
+                            s.closed_by_server += 1;
+                            c.state = State::Closed;
+                        }
+                    },
+                    |_, _| failed += 1,
                 );
-            }
-            let since = all_open2.load(Ordering::Acquire);
-            if since > 0 {
-                let open_at = t0 + Duration::from_nanos(since);
-                // Read the server's memory once things have settled, on thread 0.
-                if t == 0
-                    && now >= open_at + Duration::from_secs(1)
-                    && rss_open2.load(Ordering::Acquire) == 0
-                {
-                    if let Some(kib) = pid.and_then(rss_kib) {
-                        rss_open2.store(kib.max(1), Ordering::Release);
+                if res.is_err() {
+                    break;
+                }
+                s.conn_errors += failed;
+                handshaking = handshaking.saturating_sub(failed as usize);
+                let now = Instant::now();
+                let all = opened2.load(Ordering::Acquire) + s.conn_errors as usize >= n;
+                if all && all_open2.load(Ordering::Acquire) == 0 {
+                    let _ = all_open2.compare_exchange(
+                        0,
+                        ns_since(t0).max(1),
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                }
+                let since = all_open2.load(Ordering::Acquire);
+                if since > 0 {
+                    let open_at = t0 + Duration::from_nanos(since);
+                    // Read the server's memory once things have settled, on thread 0.
+                    if t == 0
+                        && now >= open_at + Duration::from_secs(1)
+                        && rss_open2.load(Ordering::Acquire) == 0
+                    {
+                        if let Some(kib) = pid.and_then(rss_kib) {
+                            rss_open2.store(kib.max(1), Ordering::Release);
+                        }
+                    }
+                    if now >= open_at + hold_for {
+                        break;
                     }
                 }
-                if now >= open_at + hold_for {
+                if now >= deadline {
                     break;
                 }
             }
-            if now >= deadline {
-                break;
-            }
-        }
-        s
-    })?;
+            s
+        },
+    )?;
     let server = printer.join().ok().flatten();
     let mut extra = vec![
         ("connections", n.into()),

@@ -53,6 +53,39 @@ pub(crate) fn check(buf: &[u8], expected_len: usize) -> Option<(u32, u64, u64)> 
     body_ok.then_some((source, seq, sent))
 }
 
+/// Bytes of the header of a text payload: source, sequence and send time in hex.
+pub(crate) const TEXT_HEADER: usize = 40;
+
+/// Writes a text payload of `buf.len()` bytes (at least [`TEXT_HEADER`]): the header in
+/// hex, then letters derived from it (for protocols whose bodies are text, like STOMP
+/// frames a browser reads).
+pub(crate) fn write_text(buf: &mut [u8], source: u32, seq: u64, sent_ns: u64) {
+    use std::io::Write;
+    let mut head = &mut buf[..TEXT_HEADER];
+    let _ = write!(head, "{source:08x}{seq:016x}{sent_ns:016x}");
+    let start = ramp_start(source, seq);
+    for (i, b) in buf[TEXT_HEADER..].iter_mut().enumerate() {
+        *b = b'a' + ((start + i) % 26) as u8;
+    }
+}
+
+/// A received text payload's header, if its length and every pattern byte are right.
+pub(crate) fn check_text(buf: &[u8], expected_len: usize) -> Option<(u32, u64, u64)> {
+    if buf.len() != expected_len || buf.len() < TEXT_HEADER {
+        return None;
+    }
+    let hex = std::str::from_utf8(&buf[..TEXT_HEADER]).ok()?;
+    let source = u32::from_str_radix(&hex[..8], 16).ok()?;
+    let seq = u64::from_str_radix(&hex[8..24], 16).ok()?;
+    let sent = u64::from_str_radix(&hex[24..], 16).ok()?;
+    let start = ramp_start(source, seq);
+    let body_ok = buf[TEXT_HEADER..]
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == b'a' + ((start + i) % 26) as u8);
+    body_ok.then_some((source, seq, sent))
+}
+
 /// Tracks what one receiver got from one source: in-order arrivals, gaps filled late
 /// (reordered), and repeats (duplicates), over a window of recent sequence numbers.
 #[derive(Debug, Clone)]
@@ -127,6 +160,15 @@ impl SeqTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_payloads_round_trip_and_catch_a_changed_byte() {
+        let mut b = vec![0u8; 100];
+        write_text(&mut b, 7, 123_456, 99);
+        assert_eq!(check_text(&b, 100), Some((7, 123_456, 99)));
+        b[60] ^= 1;
+        assert_eq!(check_text(&b, 100), None);
+    }
 
     #[test]
     fn payload_round_trip_and_corruption() {

@@ -335,7 +335,7 @@ impl Report {
                 per_core,
                 self.unit,
                 sv.cpu.as_secs_f64() * 1e6 / sv.events.max(1) as f64,
-                self.unit.trim_end_matches('s'),
+                singular(self.unit),
             );
         }
         println!(
@@ -344,5 +344,13 @@ impl Report {
             self.elapsed.as_secs_f64(),
             self.client_cpu.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9) * 100.0
         );
+    }
+}
+
+/// "deliveries" → "delivery", "messages" → "message".
+fn singular(unit: &str) -> String {
+    match unit.strip_suffix("ies") {
+        Some(stem) => format!("{stem}y"),
+        None => unit.trim_end_matches('s').to_owned(),
     }
 }
