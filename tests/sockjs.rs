@@ -569,3 +569,43 @@ fn the_chat_node_and_the_stomp_broker_run_on_sockjs_sessions() {
     assert!(got.contains("MESSAGE") && got.contains("hello"), "{got}");
     server.stop();
 }
+
+#[test]
+fn a_receiving_session_outlives_the_engine_idle_timeout_on_heart_beats() {
+    let (opened, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut engine = config(1);
+    engine.heartbeat_interval_ms = 0;
+    engine.idle_timeout_ms = 1000;
+    let cfg = SockJsConfig {
+        heartbeat: Duration::from_millis(300),
+        ..SockJsConfig::default()
+    };
+    let server = start(
+        Server::builder()
+            .config(engine)
+            .route("/s", Counting(opened, closed.clone()))
+            .sockjs("/s", cfg),
+    );
+    let addr = server.local_addr();
+    let (_, _, mut r) = stream(addr, "POST", "/s/0/idle/xhr_streaming");
+    read_chunk(&mut r);
+    assert_eq!(read_chunk(&mut r), "o\n");
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(2500) {
+        assert_eq!(read_chunk(&mut r), "h\n");
+    }
+    assert_eq!(
+        closed.load(Ordering::SeqCst),
+        0,
+        "the session is still open"
+    );
+    http(addr, "POST", "/s/0/idle/xhr_send", &[], r#"["still here"]"#);
+    loop {
+        let c = read_chunk(&mut r);
+        if c != "h\n" {
+            assert_eq!(c, "a[\"still here\"]\n");
+            break;
+        }
+    }
+    server.stop();
+}

@@ -492,6 +492,12 @@ impl Wire for SessionWire {
         }
         if now >= self.next_heartbeat {
             self.next_heartbeat = now.saturating_add(self.heartbeat());
+            if self.receiver.is_some() {
+                // A session someone is receiving is alive even if the client never
+                // sends: keep the machine's idle check (engine idle_timeout_ms) quiet
+                // when the engine's own pings are off.
+                frame::push_client_frame(&mut self.input, 0xA, &[]);
+            }
             self.send_frame(frame::HEARTBEAT);
         }
     }
