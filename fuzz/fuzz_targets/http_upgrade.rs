@@ -145,9 +145,14 @@ fn check_request(request: &switchboard::http::Request, policy: &UpgradePolicy) {
 fn check_error(e: &HandshakeError) {
     let status = e.status();
     assert!(
-        matches!(status, 400 | 403 | 404 | 426 | 431 | 503),
+        matches!(status, 400 | 403 | 404 | 405 | 426 | 431 | 503),
         "unexpected status {status} for {e:?}"
     );
+    // 405 is exactly the bad method, and says what is allowed.
+    assert_eq!(status == 405, matches!(e, HandshakeError::BadMethod(_)), "{e:?}");
+    if status == 405 {
+        assert!(e.response().headers.iter().any(|(n, v)| n == "Allow" && v == "GET"));
+    }
     let resp = e.response().to_bytes();
     let prefix = format!("HTTP/1.1 {status} ");
     assert!(
