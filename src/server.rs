@@ -83,6 +83,8 @@ impl Server {
                 )],
             },
             errors: Vec::new(),
+            #[cfg(feature = "sockjs")]
+            sockjs: Vec::new(),
         }
     }
 }
@@ -93,6 +95,9 @@ pub struct ServerBuilder {
     router: Router,
     /// Mistakes in the routes, reported by [`ServerBuilder::start`].
     errors: Vec<String>,
+    /// SockJS endpoints, told the engine's origin allow-list at start.
+    #[cfg(feature = "sockjs")]
+    sockjs: Vec<Arc<crate::sockjs::Shared>>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -202,6 +207,7 @@ impl ServerBuilder {
         };
         let handler = self.router.ws[route].1.clone();
         let shared = Arc::new(crate::sockjs::Shared::new(prefix, route, cfg));
+        self.sockjs.push(shared.clone());
         let serve = {
             let shared = shared.clone();
             move |req: &Request, hub: &Hub, reply: HttpReply| {
@@ -243,6 +249,10 @@ impl ServerBuilder {
         }
         let config = self.config;
         config.validate()?;
+        #[cfg(feature = "sockjs")]
+        for s in &self.sockjs {
+            let _ = s.engine_origins.set(config.allowed_origins.clone());
+        }
         let count = config.worker_count();
         let addr = config.listen;
         let listeners = bind_listeners(addr, count, config.backlog)

@@ -609,3 +609,54 @@ fn a_receiving_session_outlives_the_engine_idle_timeout_on_heart_beats() {
     }
     server.stop();
 }
+
+#[test]
+fn origin_allow_lists_guard_every_transport() {
+    let (opened, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut engine = config(1);
+    engine.allowed_origins = vec!["https://ok.example".into(), "https://b.example".into()];
+    let cfg = SockJsConfig {
+        allowed_origins: vec!["https://OK.example".into(), "https://c.example".into()],
+        ..SockJsConfig::default()
+    };
+    let server = start(
+        Server::builder()
+            .config(engine)
+            .route("/s", Counting(opened, closed))
+            .sockjs("/s", cfg),
+    );
+    let addr = server.local_addr();
+    let ok = [("Origin", "https://ok.example")];
+    assert_eq!(http(addr, "POST", "/s/0/o1/xhr", &ok, "").body, "o\n");
+    // Not a browser: no Origin, no check, as at the handshake.
+    assert_eq!(http(addr, "POST", "/s/0/o2/xhr", &[], "").body, "o\n");
+    // Allowed by the engine but not by the endpoint, and the other way round.
+    for origin in [
+        "https://b.example",
+        "https://c.example",
+        "https://evil.example",
+    ] {
+        let r = http(addr, "POST", "/s/0/o3/xhr", &[("Origin", origin)], "");
+        assert_eq!(r.status, 403, "{origin}");
+        let r = http(
+            addr,
+            "POST",
+            "/s/0/o1/xhr_send",
+            &[("Origin", origin)],
+            r#"["x"]"#,
+        );
+        assert_eq!(r.status, 403, "{origin}");
+    }
+    // The framed WebSocket transport applies the endpoint's list too.
+    let req = tungstenite::client::IntoClientRequest::into_client_request(format!(
+        "ws://{addr}/s/0/o4/websocket"
+    ))
+    .map(|mut r| {
+        r.headers_mut()
+            .insert("Origin", "https://b.example".parse().unwrap());
+        r
+    })
+    .unwrap();
+    assert!(tungstenite::connect(req).is_err());
+    server.stop();
+}

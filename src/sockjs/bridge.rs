@@ -37,6 +37,9 @@ impl Handler for Bridge {
         if !shared.cfg.websocket || !is_transport_path(&shared.prefix, &req.path) {
             return Err(HttpResponse::text(404, "Not found\n"));
         }
+        if let Some(refused) = super::refuse_origin(shared, req) {
+            return Err(refused);
+        }
         let hub = ctx.hub().clone();
         let wire = SessionWire::websocket(shared.clone(), hub.clone(), ctx.id());
         let worker = ctx.id().worker();

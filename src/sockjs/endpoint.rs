@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     /// The WebSocket route whose handler serves the sessions.
     pub(crate) route: usize,
     sessions: Mutex<Table>,
+    /// The engine's `allowed_origins`, set when the server starts.
+    pub(crate) engine_origins: std::sync::OnceLock<Vec<String>>,
     iframe: String,
     etag: String,
 }
@@ -62,6 +64,7 @@ impl Shared {
                 map: HashMap::new(),
                 swept_at: Instant::now(),
             }),
+            engine_origins: std::sync::OnceLock::new(),
             iframe,
             etag,
         }
@@ -414,13 +417,21 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
 }
 
 /// A session request that the endpoint's origin rule refuses (403), if it does.
-fn refuse_origin(shared: &Shared, req: &Request) -> Option<HttpResponse> {
-    let allowed = &shared.cfg.allowed_origins;
-    if allowed.iter().any(|o| o == "*") {
+pub(crate) fn refuse_origin(shared: &Shared, req: &Request) -> Option<HttpResponse> {
+    // No Origin: not a browser, which the handshake lets through too.
+    let origin = req.header("Origin")?;
+    let listed = |list: &[String]| {
+        list.iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    };
+    // The engine's allow-list guards every way in, as it does the WebSocket handshake.
+    let engine = shared.engine_origins.get().map_or(&[][..], Vec::as_slice);
+    let allowed = listed(&shared.cfg.allowed_origins) && (engine.is_empty() || listed(engine));
+    if allowed {
         return None;
     }
-    let origin = req.header("Origin")?;
-    (!allowed.iter().any(|o| o == origin)).then(|| HttpResponse::text(403, "origin not allowed\n"))
+    tracing::info!(%origin, path = %req.path, "SockJS request refused: origin not allowed");
+    Some(HttpResponse::text(403, "origin not allowed\n"))
 }
 
 /// The headers of every transport answer: CORS, no caching, the cookie if asked.

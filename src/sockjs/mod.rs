@@ -22,6 +22,7 @@ mod session;
 use std::time::Duration;
 
 pub(crate) use bridge::Bridge;
+use endpoint::refuse_origin;
 pub(crate) use endpoint::{serve, Shared};
 
 /// The settings of one SockJS endpoint; every limit is a field.
@@ -46,8 +47,10 @@ pub struct SockJsConfig {
     pub max_sessions: usize,
     /// The SockJS client script `/iframe.html` loads.
     pub client_url: String,
-    /// Origins allowed to open sessions (`Origin` header); `*` allows any. `/info`
-    /// and the greeting answer everyone.
+    /// Origins allowed to open sessions (`Origin` header, compared ignoring case); `*`
+    /// allows any. The engine's `allowed_origins`, when set, must allow it too. `/info`
+    /// and the greeting answer everyone; a request without `Origin` (not a browser)
+    /// passes, as at the WebSocket handshake.
     pub allowed_origins: Vec<String>,
 }
 
