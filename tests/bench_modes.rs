@@ -261,3 +261,51 @@ fn bench_chat_against_a_node_that_refuses_its_tokens_says_why() {
     );
     echo.stop();
 }
+
+#[test]
+fn stomp_and_sockjs_modes_account_for_every_delivery() {
+    let server = common::chat::node(&["sockjs.stomp=true", "notify_join=false"]);
+    let url = format!("ws://{}/stomp", server.local_addr());
+    let (code, json) = bench(&[
+        "stomp",
+        "--url",
+        &url,
+        "--subscribers",
+        "20",
+        "--publishers",
+        "2",
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{json}");
+    let published = json["published"].as_u64().unwrap();
+    assert!(published > 0);
+    assert_eq!(json["lost"], 0, "{json}");
+    assert_eq!(json["corrupted"], 0, "{json}");
+    assert_eq!(json["received"].as_u64().unwrap(), published * 22, "{json}");
+    for transport in ["xhr-streaming", "websocket"] {
+        let (code, json) = bench(&[
+            "sockjs",
+            "--url",
+            &url,
+            "--subscribers",
+            "5",
+            "--rate",
+            "500",
+            "--transport",
+            transport,
+            "--duration",
+            "1",
+        ]);
+        assert_eq!(code, 0, "{transport}: {json}");
+        let published = json["published"].as_u64().unwrap();
+        assert!(published > 0, "{json}");
+        assert_eq!(json["lost"], 0, "{transport}: {json}");
+        assert_eq!(
+            json["received"].as_u64().unwrap(),
+            published * 5,
+            "{transport}: {json}"
+        );
+    }
+    server.stop();
+}

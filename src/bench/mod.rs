@@ -12,6 +12,7 @@ mod modes;
 mod payload;
 mod report;
 mod sockjs;
+mod stomp_frames;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;

@@ -9,6 +9,7 @@ use super::conn::{request, Event, State};
 use super::driver::{ns_since, Driver};
 use super::payload::{self, SeqTracker};
 use super::report::{spawn_progress, Progress, Report, Stats};
+use super::stomp_frames::{self, stomp_in, StompIn};
 use super::{ensure_fds, BenchError, CommonArgs};
 use crate::ws::OpCode;
 
@@ -339,40 +340,6 @@ pub(crate) fn stomp(a: StompArgs) -> Result<(bool, Report), BenchError> {
     fanout(a.fanout, Some(a.destination))
 }
 
-/// What a STOMP connection reads: only what the run needs to tell apart.
-enum StompIn<'a> {
-    Message(&'a [u8]),
-    Receipt,
-    Other,
-    Error(String),
-}
-
-fn stomp_in(data: &[u8]) -> StompIn<'_> {
-    let Some(split) = data.windows(2).position(|w| w == b"\n\n") else {
-        return StompIn::Other;
-    };
-    let body = &data[split + 2..];
-    let body = match body.iter().rposition(|&b| b == 0) {
-        Some(end) => &body[..end],
-        None => body,
-    };
-    if data.starts_with(b"MESSAGE\n") {
-        StompIn::Message(body)
-    } else if data.starts_with(b"RECEIPT\n") {
-        StompIn::Receipt
-    } else if data.starts_with(b"ERROR\n") {
-        let head = String::from_utf8_lossy(&data[..split]);
-        StompIn::Error(
-            head.lines()
-                .find_map(|l| l.strip_prefix("message:"))
-                .unwrap_or("")
-                .to_owned(),
-        )
-    } else {
-        StompIn::Other
-    }
-}
-
 /// A broadcast run, raw (binary messages to `/broadcast`, which the server fans out) or
 /// through a STOMP broker (CONNECT, SUBSCRIBE to `stomp`'s destination with a receipt,
 /// SENDs to it, MESSAGEs back).
@@ -414,12 +381,10 @@ fn fanout(a: BroadcastArgs, stomp: Option<String>) -> Result<(bool, Report), Ben
     } else {
         "broadcast"
     };
-    let send_head = stomp
+    let send_head = stomp.as_ref().map(|d| stomp_frames::send_head(d, size));
+    let subscribe = stomp
         .as_ref()
-        .map(|d| format!("SEND\ndestination:{d}\ncontent-length:{size}\n\n").into_bytes());
-    let subscribe = stomp.as_ref().map(|d| {
-        format!("SUBSCRIBE\nid:0\ndestination:{d}\nreceipt:subscribed\n\n\0").into_bytes()
-    });
+        .map(|d| stomp_frames::subscribe(d).into_bytes());
     let stats = run_threads(&a.common, defaults, &progress, move |t, mut d| {
         let mut s = Stats::default();
         let mine = share(total, t, threads);
@@ -539,10 +504,8 @@ fn fanout(a: BroadcastArgs, stomp: Option<String>) -> Result<(bool, Report), Ben
                     match ev {
                         Event::Opened => match &subscribe {
                             Some(sub) => {
-                                let user = format!("bench-stomp-{t}-{idx}");
-                                let connect = format!(
-                                    "CONNECT\naccept-version:1.2\nhost:bench\nlogin:{user}\npasscode:{user}\nheart-beat:0,0\n\n\0"
-                                );
+                                let connect =
+                                    stomp_frames::connect(&format!("bench-stomp-{t}-{idx}"));
                                 c.send(OpCode::Text, connect.as_bytes());
                                 c.send(OpCode::Text, sub);
                             }
@@ -553,7 +516,9 @@ fn fanout(a: BroadcastArgs, stomp: Option<String>) -> Result<(bool, Report), Ben
                             // The payload, or `None` for a STOMP frame that is not a
                             // delivery (CONNECTED, the SUBSCRIBE receipt).
                             let delivery = match &subscribe {
-                                None => Some(payload::check(data, size).filter(|_| op == OpCode::Binary)),
+                                None => Some(
+                                    payload::check(data, size).filter(|_| op == OpCode::Binary),
+                                ),
                                 Some(_) => match stomp_in(data) {
                                     StompIn::Message(body) => Some(payload::check_text(body, size)),
                                     StompIn::Receipt => {

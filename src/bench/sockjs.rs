@@ -17,6 +17,7 @@ use super::conn::{next_frame, request};
 use super::driver::ns_since;
 use super::payload::{self, SeqTracker};
 use super::report::{spawn_progress, Progress, Report, Stats};
+use super::stomp_frames::{self, stomp_in, StompIn};
 use super::{ensure_fds, BenchError, CommonArgs, Target};
 use crate::ws::mask::apply_mask;
 use crate::ws::{FrameHeader, OpCode};
@@ -207,30 +208,32 @@ fn on_message(sh: &Shared, body: &[u8], s: &mut Stats, seq: &mut SeqTracker) {
 
 /// What a STOMP frame is to a subscriber.
 fn on_frame(sh: &Shared, frame: &[u8], s: &mut Stats, seq: &mut SeqTracker, ready: &mut bool) {
-    let Some(split) = frame.windows(2).position(|w| w == b"\n\n") else {
-        return;
-    };
-    let body = &frame[split + 2..];
-    let body = body
-        .iter()
-        .rposition(|&b| b == 0)
-        .map_or(body, |e| &body[..e]);
-    if frame.starts_with(b"MESSAGE\n") {
-        on_message(sh, body, s, seq);
-    } else if frame.starts_with(b"RECEIPT\n") && !*ready {
-        *ready = true;
-        sh.ready.fetch_add(1, Ordering::AcqRel);
-        sh.progress.open.fetch_add(1, Ordering::Relaxed);
-    } else if frame.starts_with(b"ERROR\n") {
-        s.corrupted += 1;
+    match stomp_in(frame) {
+        StompIn::Message(body) => on_message(sh, body, s, seq),
+        StompIn::Receipt if !*ready => {
+            *ready = true;
+            sh.ready.fetch_add(1, Ordering::AcqRel);
+            sh.progress.open.fetch_add(1, Ordering::Relaxed);
+        }
+        StompIn::Error(why) => {
+            tracing::warn!("the broker sent ERROR: {why}");
+            s.corrupted += 1;
+        }
+        _ => {}
     }
 }
 
+/// `CONNECT` then `SUBSCRIBE` with a receipt.
 fn connect_frames(user: &str, dest: &str) -> [String; 2] {
-    [
-        format!("CONNECT\naccept-version:1.2\nhost:bench\nlogin:{user}\npasscode:{user}\nheart-beat:0,0\n\n\0"),
-        format!("SUBSCRIBE\nid:0\ndestination:{dest}\nreceipt:ready\n\n\0"),
-    ]
+    [stomp_frames::connect(user), stomp_frames::subscribe(dest)]
+}
+
+/// A read that timed out (the socket's read timeout), to be retried unless stopping.
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 /// A blocking WebSocket to `path`, past its 101: the stream and bytes read beyond it.
@@ -292,11 +295,7 @@ fn ws_subscriber(
         match sock.read(&mut chunk) {
             Ok(0) => return Err(std::io::Error::other("the server closed")),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if timed_out(&e) => {}
             Err(e) => return Err(e),
         }
     }
@@ -357,12 +356,7 @@ fn read_line_patiently(
             Ok(_) if line.ends_with('\n') => return Ok(()),
             Ok(_) => {}
             Err(e)
-                if Instant::now() < deadline
-                    && !stop.load(Ordering::Acquire)
-                    && matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
+                if timed_out(&e) && !stop.load(Ordering::Acquire) && Instant::now() < deadline => {}
             Err(e) => return Err(e),
         }
     }
@@ -379,12 +373,7 @@ fn read_chunk(r: &mut BufReader<TcpStream>, stop: &AtomicBool) -> std::io::Resul
         match r.read(&mut data[got..]) {
             Ok(0) => return Err(std::io::Error::other("the server closed")),
             Ok(k) => got += k,
-            Err(e)
-                if !stop.load(Ordering::Acquire)
-                    && matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
+            Err(e) if timed_out(&e) && !stop.load(Ordering::Acquire) => {}
             Err(e) => return Err(e),
         }
     }
@@ -445,7 +434,7 @@ fn publish(
     let (mut sock, _) = ws_open(target, &target.path)?;
     ws_send(
         &mut sock,
-        connect_frames("bench-publisher", dest)[0].as_bytes(),
+        stomp_frames::connect("bench-publisher").as_bytes(),
         [9, 8, 7, 6],
     )?;
     // Nothing to read that matters: CONNECTED only (no subscription). Drain it so the
@@ -456,8 +445,7 @@ fn publish(
         while matches!(reader.read(&mut b), Ok(n) if n > 0) {}
     });
     let start = Instant::now();
-    let head = format!("SEND\ndestination:{dest}\ncontent-length:{}\n\n", sh.size);
-    let mut frame = head.into_bytes();
+    let mut frame = stomp_frames::send_head(dest, sh.size);
     let body_at = frame.len();
     frame.resize(body_at + sh.size + 1, 0);
     let mut sent = 0u64;
