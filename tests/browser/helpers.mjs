@@ -1,5 +1,7 @@
-// Shared by the browser tests: waiting for a spawned switchboard to listen.
+// Shared by the browser tests: waiting for a spawned switchboard to listen, launching
+// Debian's chromium headless, and timing a promise out.
 import net from "node:net";
+import { chromium } from "playwright-core";
 
 /** Resolves once 127.0.0.1:`p` accepts a connection; rejects after `ms`. */
 export function waitForPort(p, ms) {
@@ -16,3 +18,16 @@ export function waitForPort(p, ms) {
     attempt();
   });
 }
+
+/** Debian's chromium, headless, with the flags the project's tests use. */
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync", "--no-first-run"],
+  });
+}
+
+/** A promise that rejects after `ms`, naming `what`: race it against one that should not hang. */
+export const timeout = (ms, what) =>
+  new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms));

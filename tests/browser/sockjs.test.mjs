@@ -14,8 +14,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import SockJS from "sockjs-client";
 import { Client } from "@stomp/stompjs";
-import { chromium } from "playwright-core";
-import { waitForPort } from "./helpers.mjs";
+import { waitForPort, launchChromium, timeout } from "./helpers.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const binary = process.env.SWITCHBOARD || path.join(here, "../../target/release/switchboard");
@@ -39,9 +38,6 @@ after(() => {
   if (server) server.kill("SIGTERM");
   fs.rmSync(dataDir, { recursive: true, force: true });
 });
-
-const timeout = (ms, what) =>
-  new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms));
 
 /** A stompjs client over SockJS forced to `transport`; resolves once CONNECTED. */
 function connect(user, transport, options = {}) {
@@ -121,11 +117,7 @@ for (const transport of ["websocket", "xhr-streaming", "xhr-polling", "eventsour
 }
 
 test("headless Chromium without WebSocket: sockjs-client falls back to HTTP for STOMP and the chat protocol", async () => {
-  const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync", "--no-first-run"],
-  });
+  const browser = await launchChromium();
   try {
     const page = await browser.newPage();
     // As a proxy that blocks WebSocket would: the page has none.

@@ -9,13 +9,12 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import { waitForPort } from "./helpers.mjs";
+import { waitForPort, launchChromium, timeout } from "./helpers.mjs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { WebSocket } from "ws";
 import { Client } from "@stomp/stompjs";
-import { chromium } from "playwright-core";
 
 Object.assign(globalThis, { WebSocket });
 
@@ -74,9 +73,6 @@ function collect(client, destination, n) {
 function receipt(client, id) {
   return new Promise((resolve) => client.watchForReceipt(id, resolve));
 }
-
-const timeout = (ms, what) =>
-  new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms));
 
 test("stompjs in Node: topic, user queue, receipts, heart-beats, 100 KiB split frames, disconnect", async () => {
   const { client: alice, frame } = await connect("alice");
@@ -141,11 +137,7 @@ test("stompjs in Node: heart-beats at 200 ms keep a quiet session open past thre
 });
 
 test("stompjs in headless Chromium: subscribe, send, receive, disconnect", async () => {
-  const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync", "--no-first-run"],
-  });
+  const browser = await launchChromium();
   try {
     const page = await browser.newPage();
     await page.goto(`http://127.0.0.1:${port}/`);
