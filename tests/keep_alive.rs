@@ -9,53 +9,10 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::chat::*;
+use common::http::read_response;
 use common::*;
 use serde_json::json;
 use switchboard::{Config, Server};
-
-/// One response read by its `Content-Length`: (status, headers, body).
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn read_response(r: &mut BufReader<TcpStream>) -> Resp {
-    let mut line = String::new();
-    r.read_line(&mut line).expect("status line");
-    let status = line[9..12].parse().expect("status");
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        r.read_line(&mut line).expect("header");
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        let (n, v) = l.split_once(':').expect("header line");
-        headers.push((n.to_owned(), v.trim().to_owned()));
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
-        .map_or(0, |(_, v)| v.parse().expect("length"));
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).expect("body");
-    Resp {
-        status,
-        headers,
-        body: String::from_utf8(body).expect("UTF-8 body"),
-    }
-}
 
 fn open(addr: std::net::SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
     let s = TcpStream::connect(addr).unwrap();

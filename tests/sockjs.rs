@@ -3,33 +3,19 @@
 //! WebSocket transports, and the chat node and STOMP broker run unchanged on a session.
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::chat::node;
+use common::http::{read_chunk, read_head, Resp};
 use common::{config, connect, start};
 use switchboard::http::{HttpResponse, Request};
 use switchboard::sockjs::SockJsConfig;
 use switchboard::{Context, Handler, Message, Server};
 use tungstenite::Message as WsMessage;
-
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
 
 fn request_bytes(
     method: &str,
@@ -47,37 +33,6 @@ fn request_bytes(
     }
     r.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     r.into_bytes()
-}
-
-/// Reads a response head from `r`.
-fn read_head(r: &mut BufReader<TcpStream>) -> (u16, Vec<(String, String)>) {
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    let status = line.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let mut headers = Vec::new();
-    loop {
-        let mut l = String::new();
-        r.read_line(&mut l).unwrap();
-        let l = l.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((n, v)) = l.split_once(':') {
-            headers.push((n.trim().to_owned(), v.trim().to_owned()));
-        }
-    }
-    (status, headers)
-}
-
-/// One chunk of a chunked body ("" at the end).
-fn read_chunk(r: &mut BufReader<TcpStream>) -> String {
-    let mut size = String::new();
-    r.read_line(&mut size).unwrap();
-    let n = usize::from_str_radix(size.trim(), 16).expect("chunk size");
-    let mut buf = vec![0; n + 2];
-    r.read_exact(&mut buf).unwrap();
-    buf.truncate(n);
-    String::from_utf8(buf).unwrap()
 }
 
 /// A whole exchange on its own connection.
