@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{HttpLimits, UpgradePolicy};
+use crate::ws::deflate::DeflateConfig;
 use crate::ws::DecoderLimits;
 
 /// Server configuration. Every field has a default; a TOML file may set any subset
@@ -87,6 +88,8 @@ pub struct Config {
     pub subprotocols: Vec<String>,
     /// Size of each worker's read buffer. Default 64 KiB.
     pub read_buffer_size: usize,
+    /// `[deflate]`: permessage-deflate (RFC 7692). Off by default.
+    pub deflate: DeflateConfig,
 }
 
 impl Default for Config {
@@ -118,6 +121,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             subprotocols: Vec::new(),
             read_buffer_size: 64 * 1024,
+            deflate: DeflateConfig::default(),
         }
     }
 }
@@ -204,6 +208,9 @@ impl Config {
         if self.read_buffer_size < 1024 {
             return bad("read_buffer_size must be at least 1024");
         }
+        if let Err(e) = self.deflate.check() {
+            return Err(ConfigError::Invalid(e));
+        }
         Ok(())
     }
 
@@ -233,6 +240,7 @@ impl Config {
         UpgradePolicy {
             allowed_origins: self.allowed_origins.clone(),
             subprotocols: self.subprotocols.clone(),
+            deflate: self.deflate.clone(),
         }
     }
 

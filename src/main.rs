@@ -93,6 +93,9 @@ struct ServeArgs {
     /// limit.
     #[arg(long)]
     sockjs: bool,
+    /// Accept permessage-deflate (same as `[deflate] enabled = true` in the file).
+    #[arg(long)]
+    deflate: bool,
 }
 
 impl ServeArgs {
@@ -119,7 +122,11 @@ impl ServeArgs {
         if !self.subprotocols.is_empty() {
             c.subprotocols = self.subprotocols;
         }
+        if self.deflate {
+            c.deflate.enabled = true;
+        }
         c.validate()?;
+
         Ok(c)
     }
 }

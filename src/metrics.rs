@@ -70,6 +70,10 @@ pub(crate) struct WorkerMetrics {
     pub(crate) idle_timeouts: AtomicU64,
     pub(crate) dropped_slow: AtomicU64,
     pub(crate) dropped_stale: AtomicU64,
+    pub(crate) deflate_sessions: AtomicU64,
+    pub(crate) tls_handshakes: AtomicU64,
+    pub(crate) tls_failures: AtomicU64,
+    pub(crate) tls_plain_http: AtomicU64,
 }
 
 /// Adds to a counter. Each worker's counters have exactly one writer (the worker), so a
@@ -100,6 +104,10 @@ impl WorkerMetrics {
         s.idle_timeouts += get(&self.idle_timeouts);
         s.dropped_slow_consumer += get(&self.dropped_slow);
         s.dropped_stale_id += get(&self.dropped_stale);
+        s.deflate_sessions += get(&self.deflate_sessions);
+        s.tls_handshakes += get(&self.tls_handshakes);
+        s.tls_handshake_failures += get(&self.tls_failures);
+        s.tls_plain_http += get(&self.tls_plain_http);
     }
 }
 
@@ -132,6 +140,15 @@ pub struct MetricsSnapshot {
     pub dropped_slow_consumer: u64,
     /// Messages addressed to a connection id that no longer exists.
     pub dropped_stale_id: u64,
+    /// WebSocket connections that agreed to permessage-deflate.
+    pub deflate_sessions: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS connections that failed before or during the handshake (a broken or
+    /// refused handshake, a client that is not speaking TLS), plain HTTP included.
+    pub tls_handshake_failures: u64,
+    /// Of those, clients that sent plain HTTP to a TLS port (answered 400).
+    pub tls_plain_http: u64,
 }
 
 impl MetricsSnapshot {
@@ -222,10 +239,35 @@ impl MetricsSnapshot {
             "Messages for connection ids that no longer exist.",
             self.dropped_stale_id,
         );
+        metric(
+            "deflate_sessions_total",
+            "counter",
+            "WebSocket connections that agreed to permessage-deflate.",
+            self.deflate_sessions,
+        );
+        metric(
+            "tls_handshakes_total",
+            "counter",
+            "TLS handshakes completed.",
+            self.tls_handshakes,
+        );
+        metric(
+            "tls_handshake_failures_total",
+            "counter",
+            "TLS connections that failed before the handshake completed.",
+            self.tls_handshake_failures,
+        );
+        metric(
+            "tls_plain_http_total",
+            "counter",
+            "Plain HTTP requests sent to a TLS port (answered 400).",
+            self.tls_plain_http,
+        );
         let _ = writeln!(
             out,
             "# HELP switchboard_handshake_failures_total Failed handshakes by reason."
         );
+
         let _ = writeln!(out, "# TYPE switchboard_handshake_failures_total counter");
         for (label, value) in FAILURE_LABELS.iter().zip(self.handshake_failures) {
             let _ = writeln!(

@@ -34,6 +34,11 @@ fuzz_target!(|data: &[u8]| {
     let policy = UpgradePolicy {
         allowed_origins: vec!["http://a.test".into()],
         subprotocols: vec!["chat".into()],
+        // Offers in fuzzed headers go through the permessage-deflate negotiation too.
+        deflate: switchboard::ws::deflate::DeflateConfig {
+            enabled: true,
+            ..Default::default()
+        },
     };
     for limits in [HttpLimits::default(), SMALL] {
         check(body, &cuts, &limits, &policy);

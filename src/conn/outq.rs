@@ -131,7 +131,16 @@ impl OutQueue {
 
     /// Queues one unmasked frame with `payload`.
     pub fn push_frame(&mut self, opcode: OpCode, payload: Vec<u8>) {
-        let header = FrameHeader::new(true, opcode, payload.len(), None);
+        self.push_with(FrameHeader::new(true, opcode, payload.len(), None), payload);
+    }
+
+    /// Queues one unmasked frame whose `payload` is a compressed message (RSV1 set).
+    pub fn push_compressed(&mut self, opcode: OpCode, payload: Vec<u8>) {
+        let header = FrameHeader::new(true, opcode, payload.len(), None).compressed();
+        self.push_with(header, payload);
+    }
+
+    fn push_with(&mut self, header: FrameHeader, payload: Vec<u8>) {
         self.len += (header.as_bytes().len() + payload.len()) as u32;
         if payload.len() <= COPY_THRESHOLD {
             // Small frames are appended to the tail buffer when there is one, so a burst

@@ -14,7 +14,8 @@
 //! closes TCP).
 
 use crate::message::{ConnError, Message, Payload};
-use crate::ws::{close_code, Decoder, DecoderLimits, Incoming, OpCode, Role};
+use crate::ws::deflate::{Agreement, Compressor, DeflateConfig, Inflater};
+use crate::ws::{close_code, spare, Decoder, DecoderLimits, Incoming, OpCode, Role};
 
 use super::{OutQueue, Tick, TICK};
 
@@ -53,6 +54,8 @@ pub struct Ws {
     decoder: Decoder,
     last_rx: Tick,
     closed: bool,
+    /// permessage-deflate's sending side, when negotiated.
+    compressor: Option<Box<Compressor>>,
 }
 
 impl Ws {
@@ -62,7 +65,30 @@ impl Ws {
             decoder: Decoder::new(Role::Server, limits),
             last_rx: now,
             closed: false,
+            compressor: None,
         }
+    }
+
+    /// A connection opened at `now` with permessage-deflate as agreed at the handshake.
+    pub fn with_deflate(
+        limits: DecoderLimits,
+        now: Tick,
+        agreement: &Agreement,
+        cfg: &DeflateConfig,
+    ) -> Self {
+        Ws {
+            decoder: Decoder::new(Role::Server, limits).with_inflater(Inflater::new(agreement)),
+            last_rx: now,
+            closed: false,
+            compressor: Some(Box::new(Compressor::new(agreement, cfg))),
+        }
+    }
+
+    /// Whether a payload's plain WebSocket frame is what this connection sends (no
+    /// compression negotiated), so frames encoded once for many can be queued as they
+    /// are.
+    pub fn sends_plain_frames(&self) -> bool {
+        self.compressor.is_none()
     }
 
     /// Whether the open state has ended.
@@ -123,19 +149,47 @@ impl Ws {
         }
     }
 
-    /// Queues a data message.
-    pub fn send(&self, msg: Message, out: &mut OutQueue) {
+    /// Queues a data message, compressed if that was negotiated and pays.
+    pub fn send(&mut self, msg: Message, out: &mut OutQueue) {
         let (op, bytes) = match msg {
             Message::Text(s) => (OpCode::Text, s.into_bytes()),
             Message::Binary(b) => (OpCode::Binary, b),
         };
+        if let Some(z) = self.compressor.as_mut().and_then(|c| c.compress(&bytes)) {
+            spare::give(bytes);
+            return out.push_compressed(op, z);
+        }
         out.push_frame(op, bytes);
     }
 
     /// Queues a shared payload as this connection's wire wants it: the payload's cached
-    /// WebSocket frame, encoded by the first connection that needed it.
-    pub fn send_payload(&self, payload: &Payload, out: &mut OutQueue) {
-        out.push_shared(payload.ws_frame().clone());
+    /// WebSocket frame, encoded by the first connection that needed it. With
+    /// permessage-deflate and no context takeover, its compressed frame, compressed by
+    /// the first connection that needed it; with context takeover, compressed for this
+    /// connection alone.
+    pub fn send_payload(&mut self, payload: &Payload, out: &mut OutQueue) {
+        let plain = || payload.ws_frame().clone();
+        let Some(c) = self.compressor.as_mut() else {
+            return out.push_shared(plain());
+        };
+        let msg = payload.message();
+        if !c.wants(msg.as_bytes().len()) {
+            return out.push_shared(plain());
+        }
+        if c.shares() {
+            // Frame against payload length: a header's bytes either way.
+            let frame = payload.ws_deflated_frame(c.key());
+            let frame = if c.worth_sending(frame.len(), msg.as_bytes().len() + 2) {
+                frame
+            } else {
+                plain()
+            };
+            return out.push_shared(frame);
+        }
+        match c.compress(msg.as_bytes()) {
+            Some(z) => out.push_compressed(msg.opcode(), z),
+            None => out.push_shared(plain()),
+        }
     }
 
     /// Starts the close handshake from our side with `code` (which must be one that may

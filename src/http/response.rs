@@ -111,7 +111,11 @@ impl HttpResponse {
 }
 
 /// The 101 response that completes a handshake.
-pub fn switching_protocols(accept: &str, protocol: Option<&str>) -> Vec<u8> {
+pub fn switching_protocols(
+    accept: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
     );
@@ -120,6 +124,12 @@ pub fn switching_protocols(accept: &str, protocol: Option<&str>) -> Vec<u8> {
         out.push_str(p);
         out.push_str("\r\n");
     }
+    if let Some(e) = extensions {
+        out.push_str("Sec-WebSocket-Extensions: ");
+        out.push_str(e);
+        out.push_str("\r\n");
+    }
+
     out.push_str("\r\n");
     out.into_bytes()
 }

@@ -31,6 +31,7 @@ fn policy() -> UpgradePolicy {
     UpgradePolicy {
         allowed_origins: vec!["http://example.com".into()],
         subprotocols: vec!["superchat".into(), "chat".into()],
+        deflate: Default::default(),
     }
 }
 

@@ -5,6 +5,7 @@ use base64::Engine as _;
 use super::error::HandshakeError;
 use super::request::Request;
 use super::response::{accept_key, switching_protocols};
+use crate::ws::deflate::{negotiate, Agreement, DeflateConfig};
 
 /// What the server allows in a handshake.
 #[derive(Debug, Clone, Default)]
@@ -17,6 +18,8 @@ pub struct UpgradePolicy {
     pub allowed_origins: Vec<String>,
     /// Subprotocols the server speaks, in order of preference.
     pub subprotocols: Vec<String>,
+    /// permessage-deflate settings; with `enabled`, a client's offer is answered.
+    pub deflate: DeflateConfig,
 }
 
 /// An accepted handshake.
@@ -24,6 +27,8 @@ pub struct UpgradePolicy {
 pub struct Upgrade {
     /// The subprotocol chosen, if the client offered one the server speaks.
     pub protocol: Option<String>,
+    /// The permessage-deflate terms agreed, if any.
+    pub deflate: Option<Agreement>,
     /// The 101 response to send.
     pub response: Vec<u8>,
 }
@@ -85,6 +90,12 @@ pub fn validate_upgrade(req: &Request, policy: &UpgradePolicy) -> Result<Upgrade
         .map(str::trim)
         .find(|offered| policy.subprotocols.iter().any(|p| p == offered))
         .map(str::to_owned);
-    let response = switching_protocols(&accept_key(key), protocol.as_deref());
-    Ok(Upgrade { protocol, response })
+    let deflate = negotiate(req.headers_all("Sec-WebSocket-Extensions"), &policy.deflate);
+    let extensions = deflate.as_ref().map(|a| a.response.as_str());
+    let response = switching_protocols(&accept_key(key), protocol.as_deref(), extensions);
+    Ok(Upgrade {
+        protocol,
+        deflate,
+        response,
+    })
 }

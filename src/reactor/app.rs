@@ -30,8 +30,9 @@ enum Outgoing<'a> {
     /// the payload (one reference-count increment per recipient, not three).
     Shared(&'a Payload),
     /// Several small frames already encoded back to back (a turn's broadcasts to a
-    /// route): one queue entry for all of them.
-    Frames(&'a Arc<[u8]>, u32),
+    /// route): one queue entry for all of them, on connections that send plain frames;
+    /// the others queue the payloads one by one in their own encoding.
+    Frames(&'a Arc<[u8]>, &'a [Payload]),
 }
 
 /// Broadcasts to one route made this turn and not yet queued. Consecutive broadcasts of
@@ -40,10 +41,10 @@ enum Outgoing<'a> {
 /// message was 5 MB of queue entries written and read back every turn.
 pub(super) struct PendingRoute {
     route: usize,
-    first: Payload,
-    /// The frames after the first, once there is a second.
-    rest: Vec<u8>,
-    count: u32,
+    /// The payloads, in order.
+    payloads: Vec<Payload>,
+    /// Their plain frames back to back, once there is a second.
+    frames: Vec<u8>,
 }
 
 /// Frames at most this large are batched.
@@ -284,12 +285,18 @@ impl Worker {
                 open.ws.send_payload(payload, &mut conn.out);
                 1
             }
-            Outgoing::Frames(bytes, n) => {
+            Outgoing::Frames(bytes, payloads) if open.ws.sends_plain_frames() => {
                 conn.out.push_shared(bytes.clone());
-                n
+                payloads.len() as u64
+            }
+            Outgoing::Frames(_, payloads) => {
+                for p in payloads {
+                    open.ws.send_payload(p, &mut conn.out);
+                }
+                payloads.len() as u64
             }
         };
-        bump(&self.metrics.frames_out, u64::from(frames));
+        bump(&self.metrics.frames_out, frames);
         self.mark_dirty(slot);
     }
 
@@ -330,25 +337,26 @@ impl Worker {
     /// batch for the route (queued by [`Worker::settle_broadcasts`] before any other
     /// output, any change of who is on the route, and the turn's writes).
     fn deliver_route(&mut self, route: usize, payload: &Payload) {
-        if payload.ws_frame().len() > BATCH_FRAME_MAX {
+        // The message's length, not its frame's: connections that compress need no
+        // plain frame.
+        if payload.message().as_bytes().len() > BATCH_FRAME_MAX {
             self.settle_broadcasts();
             return self.deliver_route_now(route, || Outgoing::Shared(payload));
         }
         match &mut self.pending_route {
-            Some(p) if p.route == route && p.rest.len() < BATCH_BYTES_MAX => {
-                if p.rest.is_empty() {
-                    p.rest.extend_from_slice(p.first.ws_frame());
+            Some(p) if p.route == route && p.frames.len() < BATCH_BYTES_MAX => {
+                if p.frames.is_empty() {
+                    p.frames.extend_from_slice(p.payloads[0].ws_frame());
                 }
-                p.rest.extend_from_slice(payload.ws_frame());
-                p.count += 1;
+                p.frames.extend_from_slice(payload.ws_frame());
+                p.payloads.push(payload.clone());
             }
             _ => {
                 self.settle_broadcasts();
                 self.pending_route = Some(PendingRoute {
                     route,
-                    first: payload.clone(),
-                    rest: Vec::new(),
-                    count: 1,
+                    payloads: vec![payload.clone()],
+                    frames: Vec::new(),
                 });
             }
         }
@@ -368,11 +376,11 @@ impl Worker {
         let Some(p) = self.pending_route.take() else {
             return;
         };
-        if p.count == 1 {
-            return self.deliver_route_now(p.route, || Outgoing::Shared(&p.first));
+        if let [only] = &p.payloads[..] {
+            return self.deliver_route_now(p.route, || Outgoing::Shared(only));
         }
-        let frames: Arc<[u8]> = Arc::from(p.rest);
-        self.deliver_route_now(p.route, || Outgoing::Frames(&frames, p.count));
+        let frames: Arc<[u8]> = Arc::from(p.frames);
+        self.deliver_route_now(p.route, || Outgoing::Frames(&frames, &p.payloads));
     }
 
     /// Queues `out()` on every connection on `route`.

@@ -296,10 +296,15 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(slot) else {
             return Err(None);
         };
-        conn.proto = Proto::Ws(Box::new(Open {
-            ws: Ws::new(limits, now),
-            session,
-        }));
+        let ws = match &upgrade.deflate {
+            Some(agreed) => {
+                bump(&self.metrics.deflate_sessions, 1);
+                Ws::with_deflate(limits, now, agreed, &self.config.deflate)
+            }
+            None => Ws::new(limits, now),
+        };
+        conn.proto = Proto::Ws(Box::new(Open { ws, session }));
+
         tracing::debug!(worker = self.index, slot, "websocket open");
         self.apply_actions(slot, route, actions);
         Ok(rest)

@@ -61,15 +61,22 @@ pub enum ProtocolError {
     /// The close reason is not valid UTF-8 (§5.5.1).
     #[error("close reason is not valid UTF-8")]
     InvalidCloseReason,
+    /// RSV1 on a continuation or control frame: permessage-deflate marks only a
+    /// message's first frame (RFC 7692 §6.1).
+    #[error("RSV1 set on a continuation or control frame")]
+    CompressedBitMisplaced,
+    /// A compressed message is not a valid deflate stream (RFC 7692 §6.2).
+    #[error("compressed message is not valid deflate data")]
+    BadCompressedData,
 }
 
 impl ProtocolError {
     /// The close code the server sends when failing the connection for this error.
     pub fn close_code(&self) -> u16 {
         match self {
-            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => {
-                close_code::INVALID_PAYLOAD
-            }
+            ProtocolError::InvalidUtf8
+            | ProtocolError::InvalidCloseReason
+            | ProtocolError::BadCompressedData => close_code::INVALID_PAYLOAD,
             ProtocolError::FrameTooBig { .. } | ProtocolError::MessageTooBig { .. } => {
                 close_code::TOO_BIG
             }

@@ -95,6 +95,13 @@ impl FrameHeader {
         }
     }
 
+    /// The same header with RSV1 set: the first frame of a message compressed with
+    /// permessage-deflate (RFC 7692 §6).
+    pub fn compressed(mut self) -> Self {
+        self.bytes[0] |= 0x40;
+        self
+    }
+
     /// The encoded bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len as usize]

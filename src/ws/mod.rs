@@ -5,6 +5,7 @@
 //! it bytes and writes what it encodes. Nothing here may depend on `reactor` or `server`.
 
 mod decoder;
+pub mod deflate;
 mod error;
 pub mod frame;
 pub mod mask;

@@ -81,21 +81,24 @@ pub fn upgrade_request(path: &str, extra: &str) -> String {
 /// Opens a raw TCP connection and completes the handshake on `path`; returns the stream
 /// positioned right after the 101 response.
 pub fn raw_ws(addr: SocketAddr, path: &str) -> TcpStream {
+    raw_ws_with(addr, path, "").0
+}
+
+/// [`raw_ws`] with `extra` header lines in the request; also returns the 101's head.
+pub fn raw_ws_with(addr: SocketAddr, path: &str, extra: &str) -> (TcpStream, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(upgrade_request(path, "").as_bytes()).unwrap();
+    s.write_all(upgrade_request(path, extra).as_bytes())
+        .unwrap();
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         s.read_exact(&mut b).unwrap();
         head.push(b[0]);
     }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    s
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    (s, head)
 }
 
 /// A masked client frame, built by hand (independent of the server's codec).
