@@ -90,6 +90,26 @@ pub struct Config {
     pub read_buffer_size: usize,
     /// `[deflate]`: permessage-deflate (RFC 7692). Off by default.
     pub deflate: DeflateConfig,
+    /// `[tls]`: serve `wss://` and `https://` (rustls). Absent by default.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[tls]`: the certificate and key a TLS listener serves.
+///
+/// Without `listen`, the main listener (`listen` above) speaks TLS; with it, the main
+/// listener stays plain and this address speaks TLS, both serving the same routes.
+/// `SIGHUP` (or [`crate::ServerHandle::tls_reloader`]) reads the files again for new
+/// connections; open ones keep their sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, the server's certificate first.
+    pub cert: std::path::PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key: std::path::PathBuf,
+    /// A second address that speaks TLS beside the plain `listen`.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -122,6 +142,7 @@ impl Default for Config {
             subprotocols: Vec::new(),
             read_buffer_size: 64 * 1024,
             deflate: DeflateConfig::default(),
+            tls: None,
         }
     }
 }
@@ -211,6 +232,20 @@ impl Config {
         if let Err(e) = self.deflate.check() {
             return Err(ConfigError::Invalid(e));
         }
+        if self.tls.is_some() && !cfg!(feature = "tls") {
+            return bad("[tls] is set but this build has no TLS (cargo feature `tls`)");
+        }
+        if let Some(TlsConfig {
+            listen: Some(addr), ..
+        }) = &self.tls
+        {
+            if *addr == self.listen && addr.port() != 0 {
+                return bad(
+                    "tls.listen must differ from listen (leave it out to make listen speak TLS)",
+                );
+            }
+        }
+
         Ok(())
     }
 

@@ -46,7 +46,7 @@ pub mod stomp;
 pub mod ws;
 
 pub use attributes::Attributes;
-pub use config::{Config, ConfigError, SlowConsumerPolicy};
+pub use config::{Config, ConfigError, SlowConsumerPolicy, TlsConfig};
 pub use handler::Handler;
 pub use hub::{Context, Hub};
 pub use id::{ConnId, ParseConnIdError};

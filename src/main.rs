@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use switchboard::{Config, ServerBuilder};
 
@@ -96,6 +96,12 @@ struct ServeArgs {
     /// Accept permessage-deflate (same as `[deflate] enabled = true` in the file).
     #[arg(long)]
     deflate: bool,
+    /// Speak TLS with this PEM certificate chain (needs --tls-key; `[tls]` in the file).
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -125,6 +131,21 @@ impl ServeArgs {
         if self.deflate {
             c.deflate.enabled = true;
         }
+        match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => {
+                c.tls = Some(switchboard::TlsConfig {
+                    cert,
+                    key,
+                    listen: None,
+                })
+            }
+            (None, None) => {}
+            _ => {
+                let e = "--tls-cert and --tls-key go together".to_owned();
+                return Err(switchboard::ConfigError::Invalid(e));
+            }
+        }
+
         c.validate()?;
 
         Ok(c)
@@ -196,9 +217,9 @@ fn main() -> ExitCode {
 }
 
 /// Runs a server until SIGINT or SIGTERM, then shuts down gracefully. A second signal
-/// exits at once.
+/// exits at once. SIGHUP reloads the TLS certificates.
 fn serve(builder: ServerBuilder) -> ExitCode {
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot install signal handlers: {e}");
@@ -213,10 +234,19 @@ fn serve(builder: ServerBuilder) -> ExitCode {
         }
     };
     let stopper = handle.stopper();
+    let reloader = handle.tls_reloader();
     std::thread::spawn(move || {
         let mut seen = 0;
         for sig in signals.forever() {
+            if sig == SIGHUP {
+                // Errors are logged by the reloader; the old certificate stays.
+                if let Ok(n) = reloader.reload() {
+                    tracing::info!(listeners = n, "SIGHUP: TLS certificates reloaded");
+                }
+                continue;
+            }
             seen += 1;
+
             if seen == 1 {
                 // Stop first: if logging fails (stderr closed by a supervisor), the
                 // shutdown must still happen.

@@ -15,7 +15,10 @@ use crate::handler::Handler;
 use crate::http::{HttpResponse, Request};
 use crate::hub::{Hub, HubInner, Peer};
 use crate::metrics::WorkerMetrics;
-use crate::reactor::{bind_listeners, Admission, Worker};
+use crate::reactor::{
+    bind_listeners, Admission, ListenerSpec, Worker, WorkerListener, MAX_LISTENERS,
+};
+
 use crate::reply::HttpReply;
 use crate::router::{HttpRoute, Router};
 
@@ -37,6 +40,19 @@ pub enum ServerError {
     /// The event loop could not be set up (out of file descriptors, usually).
     #[error("cannot start worker: {0}")]
     Io(#[from] std::io::Error),
+    /// A TLS listener's certificate or key cannot be used.
+    #[cfg(feature = "tls")]
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::io::tls::TlsError),
+}
+
+/// A listening address of a running server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerAddr {
+    /// The bound address (with the real port when 0 was asked for).
+    pub addr: SocketAddr,
+    /// Whether it speaks TLS.
+    pub tls: bool,
 }
 
 /// Entry point of the embedding API.
@@ -254,10 +270,9 @@ impl ServerBuilder {
             let _ = s.engine_origins.set(config.allowed_origins.clone());
         }
         let count = config.worker_count();
-        let addr = config.listen;
-        let listeners = bind_listeners(addr, count, config.backlog)
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let local_addr = listeners[0].local_addr()?;
+        let specs = listener_specs(&config)?;
+        let (listeners, addrs) = bind_all(&specs, count, config.backlog)?;
+        let local_addr = addrs[0].addr;
 
         let mut polls = Vec::with_capacity(count);
         let mut peers = Vec::with_capacity(count);
@@ -287,13 +302,13 @@ impl ServerBuilder {
         let config = Arc::new(config);
 
         let mut threads = Vec::with_capacity(count);
-        for (index, ((poll, inbox), listener)) in
+        for (index, ((poll, inbox), listeners)) in
             polls.into_iter().zip(inboxes).zip(listeners).enumerate()
         {
             let worker = Worker::new(
                 index,
                 poll,
-                listener,
+                listeners,
                 inbox,
                 hub.clone(),
                 shutdown.clone(),
@@ -306,9 +321,16 @@ impl ServerBuilder {
                 .spawn(move || worker.run())?;
             threads.push(thread);
         }
-        tracing::info!(%local_addr, workers = count, "listening");
+        // The main address first: scripts and tests read the first `local_addr=`.
+        for a in &addrs {
+            tracing::info!(local_addr = %a.addr, workers = count, tls = a.tls, "listening");
+        }
+
         Ok(ServerHandle {
             local_addr,
+            addrs,
+            #[cfg(feature = "tls")]
+            tls: specs.iter().filter_map(|s| s.tls.clone()).collect(),
             stopper: Stopper {
                 shutdown,
                 hub: hub.clone(),
@@ -342,10 +364,108 @@ impl Stopper {
     }
 }
 
+/// What each listener serves: the main address (TLS when `[tls]` has no address of its
+/// own), then the `[tls]` address.
+fn listener_specs(config: &Config) -> Result<Vec<Arc<ListenerSpec>>, ServerError> {
+    #[cfg(feature = "tls")]
+    {
+        let acceptor = match &config.tls {
+            Some(t) => Some(Arc::new(crate::io::tls::TlsAcceptor::new(
+                crate::io::tls::TlsFiles {
+                    cert: t.cert.clone(),
+                    key: t.key.clone(),
+                },
+            )?)),
+            None => None,
+        };
+        let tls_listen = config.tls.as_ref().and_then(|t| t.listen);
+        let mut specs = vec![Arc::new(ListenerSpec {
+            addr: config.listen,
+            tls: acceptor.clone().filter(|_| tls_listen.is_none()),
+        })];
+        if let Some(addr) = tls_listen {
+            specs.push(Arc::new(ListenerSpec {
+                addr,
+                tls: acceptor,
+            }));
+        }
+        Ok(specs)
+    }
+    #[cfg(not(feature = "tls"))]
+    Ok(vec![Arc::new(ListenerSpec {
+        addr: config.listen,
+    })])
+}
+
+/// Binds every spec's address once per worker: the listeners by worker, and each
+/// spec's bound address.
+fn bind_all(
+    specs: &[Arc<ListenerSpec>],
+    count: usize,
+    backlog: i32,
+) -> Result<(Vec<Vec<WorkerListener>>, Vec<ListenerAddr>), ServerError> {
+    if specs.len() > MAX_LISTENERS {
+        let e = format!("at most {MAX_LISTENERS} listening addresses");
+        return Err(ServerError::Config(ConfigError::Invalid(e)));
+    }
+    let mut by_worker: Vec<Vec<WorkerListener>> = (0..count).map(|_| Vec::new()).collect();
+    let mut addrs = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let addr = spec.addr;
+        let socks = bind_listeners(addr, count, backlog)
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        addrs.push(ListenerAddr {
+            addr: socks[0].local_addr()?,
+            tls: spec.is_tls(),
+        });
+        for (worker, sock) in by_worker.iter_mut().zip(socks) {
+            worker.push(WorkerListener {
+                sock,
+                spec: spec.clone(),
+            });
+        }
+    }
+    Ok((by_worker, addrs))
+}
+
+/// Reads the certificate and key of every TLS listener again, for new connections; open
+/// ones keep their sessions. Cheap to clone and send to another thread (a `SIGHUP`
+/// handler).
+#[cfg(feature = "tls")]
+#[derive(Clone, Debug)]
+pub struct TlsReloader(Vec<Arc<crate::io::tls::TlsAcceptor>>);
+
+#[cfg(feature = "tls")]
+impl TlsReloader {
+    /// Reloads every TLS listener's files; how many were reloaded. A listener whose new
+    /// files are bad keeps its old certificate, and the first such error is returned
+    /// after the others were tried.
+    pub fn reload(&self) -> Result<usize, crate::io::tls::TlsError> {
+        let mut first_err = None;
+        let mut done = 0;
+        for acceptor in &self.0 {
+            match acceptor.reload() {
+                Ok(()) => {
+                    done += 1;
+                    tracing::info!(cert = %acceptor.cert_path().display(), "TLS certificate reloaded");
+                }
+                Err(e) => {
+                    tracing::error!("TLS certificate not reloaded, the old one stays: {e}");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(done), Err)
+    }
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct ServerHandle {
     local_addr: SocketAddr,
+    addrs: Vec<ListenerAddr>,
+    #[cfg(feature = "tls")]
+    tls: Vec<Arc<crate::io::tls::TlsAcceptor>>,
     stopper: Stopper,
     hub: Hub,
     threads: Vec<JoinHandle<()>>,
@@ -355,6 +475,22 @@ impl ServerHandle {
     /// The address the server listens on (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Every listening address, the main one first.
+    pub fn addrs(&self) -> &[ListenerAddr] {
+        &self.addrs
+    }
+
+    /// The first address that speaks TLS, if any.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.addrs.iter().find(|a| a.tls).map(|a| a.addr)
+    }
+
+    /// A handle that reloads the TLS listeners' certificates from any thread.
+    #[cfg(feature = "tls")]
+    pub fn tls_reloader(&self) -> TlsReloader {
+        TlsReloader(self.tls.clone())
     }
 
     /// The hub, to send to connections from any thread.

@@ -1,5 +1,5 @@
 //! Fuzzes the permessage-deflate receive path: the frame decoder with an inflater
-//! (`Decoder::with_inflater`), and the compressor against it.
+//! (`Decoder::decode_with`), and the compressor against it.
 //!
 //! Input layout: `[cfg][n][n × u8 cut delta][body]`, `n = second byte % 9`.
 //! - `cfg & 1`: client context takeover (the inflater keeps its stream between messages).
@@ -119,14 +119,15 @@ fn decode(
     stream: &[u8],
     cuts: &[usize],
 ) -> Result<Vec<Vec<u8>>, u16> {
-    let mut dec = Decoder::new(Role::Server, limits).with_inflater(Inflater::new(agreement));
+    let mut dec = Decoder::new(Role::Server, limits);
+    let mut inflater = Inflater::new(agreement);
     let mut msgs = Vec::new();
     let mut start = 0;
     for end in cuts.iter().copied().chain(std::iter::once(stream.len())) {
         let mut input = &stream[start..end];
         start = end;
         loop {
-            match dec.decode(&mut input) {
+            match dec.decode_with(&mut input, Some(&mut inflater)) {
                 Ok(Some(Incoming::Binary(b))) => msgs.push(b),
                 Ok(Some(other)) => panic!("unexpected {other:?}"),
                 Ok(None) => break,

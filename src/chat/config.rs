@@ -249,6 +249,47 @@ pub struct StompConfig {
     pub app_max_queue: usize,
 }
 
+/// `[tls]`: serve `wss://` and `https://` (the demo page, the push API) with rustls.
+/// Empty `cert` (the default): no TLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM certificate chain, the server's certificate first. Empty: no TLS.
+    pub cert: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// A second address that speaks TLS beside the plain `listen`; empty: `listen`
+    /// itself speaks TLS.
+    pub listen: String,
+}
+
+impl TlsSection {
+    /// The engine's TLS settings, or `None` without a certificate.
+    fn engine(&self) -> Result<Option<crate::TlsConfig>, ConfigError> {
+        if self.cert.is_empty() {
+            if !self.key.is_empty() || !self.listen.is_empty() {
+                let e = "tls.key and tls.listen need tls.cert".to_owned();
+                return Err(ConfigError::Invalid(e));
+            }
+            return Ok(None);
+        }
+        if self.key.is_empty() {
+            return Err(ConfigError::Invalid("tls.cert needs tls.key".into()));
+        }
+        let listen = match self.listen.as_str() {
+            "" => None,
+            l => Some(l.parse().map_err(|_| {
+                ConfigError::Invalid(format!("tls.listen: {l:?} is not host:port"))
+            })?),
+        };
+        Ok(Some(crate::TlsConfig {
+            cert: self.cert.clone().into(),
+            key: self.key.clone().into(),
+            listen,
+        }))
+    }
+}
+
 /// `[sockjs]`: SockJS (protocol 0.3.3) fallback for the chat and STOMP endpoints
 /// (Spring's `.withSockJS()`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -450,6 +491,8 @@ pub struct ChatConfig {
     pub stomp: StompConfig,
     /// SockJS fallback for the endpoints.
     pub sockjs: SockJsSection,
+    /// TLS for `listen` (or a second address).
+    pub tls: TlsSection,
     /// Engine settings.
     pub engine: Config,
 }
@@ -467,6 +510,7 @@ impl Default for ChatConfig {
             delivery: DeliveryConfig::default(),
             stomp: StompConfig::default(),
             sockjs: SockJsSection::default(),
+            tls: TlsSection::default(),
             engine: Config {
                 // Chat messages are small; the engine's own limit sits above the
                 // protocol's (limits.max_message_bytes) so oversized JSON gets an ERROR
@@ -592,14 +636,18 @@ impl ChatConfig {
         if self.sockjs.stomp && !self.stomp.enabled {
             return bad("sockjs.stomp needs stomp.enabled".into());
         }
+        self.tls.engine()?;
         self.engine.validate()
     }
 
-    /// The engine configuration with `listen` applied.
+    /// The engine configuration with `listen` and `[tls]` applied.
     pub fn engine_config(&self) -> Config {
         let mut c = self.engine.clone();
         if let Ok(addr) = self.listen.parse() {
             c.listen = addr;
+        }
+        if let Ok(Some(tls)) = self.tls.engine() {
+            c.tls = Some(tls);
         }
         // The STOMP subprotocols; a chat client offers none, so it gets none.
         if self.stomp.enabled {
@@ -730,6 +778,23 @@ fn comment(path: &str) -> &'static str {
         "engine.allowed_origins" => "Origin allow-list; empty = any",
         "engine.subprotocols" => "subprotocols offered",
         "engine.read_buffer_size" => "each worker's read buffer",
+        "tls.cert" => "PEM certificate chain for wss:// and https://; empty = no TLS (SIGHUP reloads it)",
+        "tls.key" => "PEM private key of tls.cert",
+        "tls.listen" => "a second address that speaks TLS beside listen; empty = listen itself speaks TLS",
+        "engine.deflate.enabled" => "accept permessage-deflate when a client offers it",
+        "engine.deflate.server_context_takeover" => {
+            "keep the server's compression history per connection (~256 KiB each at 15/8); false = compress a broadcast once for all"
+        }
+        "engine.deflate.client_context_takeover" => {
+            "let clients keep theirs (a ~40 KiB decompressor per connection); false = one borrowed per message"
+        }
+        "engine.deflate.server_max_window_bits" => "window (log2) the server compresses with, 9-15",
+        "engine.deflate.client_max_window_bits" => "window (log2) clients may use when they offer the parameter, 9-15",
+        "engine.deflate.mem_level" => "zlib memory level of the server's compressors, 1-9",
+        "engine.deflate.level" => "compression level, 0 (store) to 9",
+        "engine.deflate.compression_min_size" => "messages shorter than this go uncompressed",
+        "engine.deflate.skip_incompressible" => "send a message uncompressed when deflate does not shorten it",
+
         _ => "",
     }
 }

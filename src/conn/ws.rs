@@ -54,8 +54,16 @@ pub struct Ws {
     decoder: Decoder,
     last_rx: Tick,
     closed: bool,
-    /// permessage-deflate's sending side, when negotiated.
-    compressor: Option<Box<Compressor>>,
+    /// permessage-deflate's state, when negotiated: one box, so a connection without it
+    /// pays a pointer.
+    deflate: Option<Box<WsDeflate>>,
+}
+
+/// Both sides of a connection's permessage-deflate.
+#[derive(Debug)]
+struct WsDeflate {
+    compressor: Compressor,
+    inflater: Inflater,
 }
 
 impl Ws {
@@ -65,7 +73,7 @@ impl Ws {
             decoder: Decoder::new(Role::Server, limits),
             last_rx: now,
             closed: false,
-            compressor: None,
+            deflate: None,
         }
     }
 
@@ -77,10 +85,13 @@ impl Ws {
         cfg: &DeflateConfig,
     ) -> Self {
         Ws {
-            decoder: Decoder::new(Role::Server, limits).with_inflater(Inflater::new(agreement)),
+            decoder: Decoder::new(Role::Server, limits),
             last_rx: now,
             closed: false,
-            compressor: Some(Box::new(Compressor::new(agreement, cfg))),
+            deflate: Some(Box::new(WsDeflate {
+                compressor: Compressor::new(agreement, cfg),
+                inflater: Inflater::new(agreement),
+            })),
         }
     }
 
@@ -88,7 +99,11 @@ impl Ws {
     /// compression negotiated), so frames encoded once for many can be queued as they
     /// are.
     pub fn sends_plain_frames(&self) -> bool {
-        self.compressor.is_none()
+        self.deflate.is_none()
+    }
+
+    fn compressor(&mut self) -> Option<&mut Compressor> {
+        self.deflate.as_mut().map(|d| &mut d.compressor)
     }
 
     /// Whether the open state has ended.
@@ -113,7 +128,8 @@ impl Ws {
             self.last_rx = now;
         }
         loop {
-            let incoming = match self.decoder.decode(input) {
+            let inflater = self.deflate.as_mut().map(|d| &mut d.inflater);
+            let incoming = match self.decoder.decode_with(input, inflater) {
                 Ok(Some(incoming)) => incoming,
                 Ok(None) => return None,
                 Err(e) => {
@@ -155,7 +171,7 @@ impl Ws {
             Message::Text(s) => (OpCode::Text, s.into_bytes()),
             Message::Binary(b) => (OpCode::Binary, b),
         };
-        if let Some(z) = self.compressor.as_mut().and_then(|c| c.compress(&bytes)) {
+        if let Some(z) = self.compressor().and_then(|c| c.compress(&bytes)) {
             spare::give(bytes);
             return out.push_compressed(op, z);
         }
@@ -169,7 +185,7 @@ impl Ws {
     /// connection alone.
     pub fn send_payload(&mut self, payload: &Payload, out: &mut OutQueue) {
         let plain = || payload.ws_frame().clone();
-        let Some(c) = self.compressor.as_mut() else {
+        let Some(c) = self.compressor() else {
             return out.push_shared(plain());
         };
         let msg = payload.message();

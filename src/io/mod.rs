@@ -1,11 +1,11 @@
 //! The I/O layer under every connection: moves bytes between a socket and the
 //! connection's protocol machine, and knows no protocol.
 //!
-//! Owns the transport of one connection and the rules of reading and writing it. Today
-//! that is plain TCP; a TLS session (rustls) becomes a second variant of [`Io`] whose
-//! `read` decrypts into the same buffer and whose `write_from` encrypts what the
-//! [`OutQueue`] holds, so no protocol code changes when it arrives. It must not parse
-//! what it moves, and it never touches the reactor's tables.
+//! Owns the transport of one connection and the rules of reading and writing it: plain
+//! TCP, or a TLS session (rustls, `tls` module) whose `read` decrypts into the same
+//! buffer and whose `write_from` encrypts what the [`OutQueue`] holds, so no protocol
+//! code knows which it runs on. It must not parse what it moves, and it never touches
+//! the reactor's tables.
 //!
 //! The read rule belongs here because it is a property of the transport: on a plain TCP
 //! socket a read that returns less than the buffer means the kernel handed over all it
@@ -27,6 +27,9 @@ use mio::net::TcpStream;
 use crate::conn::{OutQueue, StoragePool, Tick};
 use crate::http::HttpResponse;
 use crate::id::ConnId;
+
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
 
 /// The transport of a virtual connection: whatever carries an open WebSocket-shaped
 /// connection when it is not a socket of this worker. The connection's machine is the
@@ -84,6 +87,9 @@ pub(crate) enum ReadOutcome {
 pub(crate) enum Io {
     /// A plain TCP socket.
     Plain(TcpStream),
+    /// A TLS session over a TCP socket.
+    #[cfg(feature = "tls")]
+    Tls(Box<tls::TlsIo>),
     /// No socket: a [`Wire`].
     Virtual(Box<VirtualIo>),
 }
@@ -101,6 +107,8 @@ impl Io {
     pub(crate) fn source(&mut self) -> Option<&mut TcpStream> {
         match self {
             Io::Plain(s) => Some(s),
+            #[cfg(feature = "tls")]
+            Io::Tls(t) => Some(t.socket()),
             Io::Virtual(_) => None,
         }
     }
@@ -109,7 +117,35 @@ impl Io {
     pub(crate) fn wire(&mut self) -> Option<&mut dyn Wire> {
         match self {
             Io::Virtual(v) => Some(&mut *v.wire),
-            Io::Plain(_) => None,
+            _ => None,
+        }
+    }
+
+    /// Whether the transport has bytes of its own to write (a TLS handshake's
+    /// messages), whatever the connection queued.
+    pub(crate) fn wants_write(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Io::Tls(t) => t.wants_write(),
+            _ => false,
+        }
+    }
+
+    /// True once, when a TLS handshake has just completed.
+    pub(crate) fn take_handshake_done(&mut self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Io::Tls(t) => t.take_handshake_done(),
+            _ => false,
+        }
+    }
+
+    /// Whether this is a TLS session whose handshake never finished.
+    pub(crate) fn tls_unfinished(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Io::Tls(t) => t.is_handshaking(),
+            _ => false,
         }
     }
 
@@ -131,6 +167,8 @@ impl Io {
                     Err(e) => return Err(e),
                 }
             },
+            #[cfg(feature = "tls")]
+            Io::Tls(t) => t.read(buf),
             Io::Virtual(_) => Ok(ReadOutcome::Blocked),
         }
     }
@@ -145,6 +183,8 @@ impl Io {
     ) -> io::Result<(bool, usize)> {
         match self {
             Io::Plain(s) => out.flush(s, pool),
+            #[cfg(feature = "tls")]
+            Io::Tls(t) => t.write_from(out, pool),
             Io::Virtual(v) => {
                 let (drained, n) = out.flush(&mut v.scratch, pool)?;
                 v.wire.write(&v.scratch, now);
@@ -161,6 +201,9 @@ impl Io {
             Io::Plain(s) => {
                 let _ = s.shutdown(Shutdown::Write);
             }
+            #[cfg(feature = "tls")]
+            Io::Tls(t) => t.shutdown_write(),
+
             Io::Virtual(v) => v.wire.shutdown(),
         }
     }

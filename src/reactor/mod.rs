@@ -19,6 +19,7 @@
 //! (BENCHMARKS.md). The acceptor-thread design was not built, so there is no
 //! side-by-side figure for it.
 
+mod accept;
 mod admission;
 mod app;
 mod http_side;
@@ -28,6 +29,7 @@ mod timer;
 mod virtual_conn;
 mod worker;
 
+pub(crate) use accept::{ListenerSpec, WorkerListener, MAX_LISTENERS};
 pub(crate) use admission::Admission;
 pub(crate) use listener::bind_listeners;
 pub(crate) use worker::Worker;

@@ -30,10 +30,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use super::accept::{listener_of, WorkerListener, LISTENER_BASE};
 use super::admission::Admission;
 use super::session::{HandlerEnv, Session};
 use super::timer::TimerWheel;
@@ -52,11 +52,6 @@ use crate::message::ConnError;
 use crate::metrics::{bump, HandshakeFailure, WorkerMetrics};
 use crate::router::Router;
 use crate::ws::close_code;
-
-const LISTENER: Token = Token(usize::MAX - 1);
-
-/// How long to wait before accepting again after `accept` failed (out of descriptors).
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// An open WebSocket: its machine and what the application keeps with it, in one box so
 /// an idle connection costs one allocation besides its slab entry.
@@ -100,8 +95,9 @@ impl Conn {
 /// A worker thread's state. Built on the spawning thread, run on its own.
 pub(crate) struct Worker {
     pub(super) index: u16,
-    poll: Poll,
-    listener: Option<TcpListener>,
+    pub(super) poll: Poll,
+    /// Listening sockets, one per listener spec (empty once shutting down).
+    pub(super) listeners: Vec<WorkerListener>,
     pub(super) conns: Slab<Conn>,
     next_generation: u32,
     read_buf: Vec<u8>,
@@ -142,7 +138,7 @@ pub(crate) struct Worker {
     /// `now` as a [`Tick`].
     now_tick: Tick,
     pub(super) shutdown_deadline: Option<Instant>,
-    accept_retry_at: Option<Instant>,
+    pub(super) accept_retry_at: Option<Instant>,
 }
 
 pub(super) fn timer_key(slot: usize, generation: u32) -> u64 {
@@ -154,7 +150,7 @@ impl Worker {
     pub(crate) fn new(
         index: usize,
         poll: Poll,
-        mut listener: TcpListener,
+        mut listeners: Vec<WorkerListener>,
         inbox: Receiver<Command>,
         hub: Hub,
         shutdown: Arc<AtomicBool>,
@@ -162,14 +158,16 @@ impl Worker {
         router: Arc<Router>,
         config: Arc<Config>,
     ) -> io::Result<Worker> {
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        for (i, l) in listeners.iter_mut().enumerate() {
+            poll.registry()
+                .register(&mut l.sock, Token(LISTENER_BASE - i), Interest::READABLE)?;
+        }
         let now = Instant::now();
         let workers = hub.workers();
         Ok(Worker {
             index: index as u16,
             poll,
-            listener: Some(listener),
+            listeners,
             conns: Slab::new(),
             next_generation: 0,
             read_buf: vec![0; config.read_buffer_size],
@@ -290,18 +288,20 @@ impl Worker {
                 self.out_pool.clear();
             }
             for ev in events.iter() {
-                match ev.token() {
-                    LISTENER => self.accept(),
-                    WAKER => self.drain_inbox(),
-                    Token(slot) => {
-                        if ev.is_writable() {
-                            self.flush(slot);
-                        }
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            // A FIN or error seen with this event gets no second edge:
-                            // read until the socket says so.
-                            self.read(slot, ev.is_read_closed() || ev.is_error());
-                        }
+                let token = ev.token();
+                if token == WAKER {
+                    self.drain_inbox();
+                } else if let Some(which) = listener_of(token) {
+                    self.accept(which);
+                } else {
+                    let slot = token.0;
+                    if ev.is_writable() {
+                        self.flush(slot);
+                    }
+                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                        // A FIN or error seen with this event gets no second edge:
+                        // read until the socket says so.
+                        self.read(slot, ev.is_read_closed() || ev.is_error());
                     }
                 }
             }
@@ -316,7 +316,7 @@ impl Worker {
             }
             if self.accept_retry_at.is_some_and(|t| now >= t) {
                 self.accept_retry_at = None;
-                self.accept();
+                self.accept_all();
             }
             self.timers.expire(now, &mut expired);
             for key in expired.drain(..) {
@@ -339,58 +339,6 @@ impl Worker {
             self.drop_conn(slot, Some(ConnError::Io("server stopped".into())));
         }
         tracing::debug!(worker = self.index, "worker stopped");
-    }
-
-    fn accept(&mut self) {
-        loop {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((mut sock, peer)) => {
-                    // Chat traffic is many small messages: latency over packet count.
-                    let _ = sock.set_nodelay(true);
-                    let now = self.tick();
-                    let entry = self.conns.vacant_entry();
-                    let slot = entry.key();
-                    if let Err(e) = self.poll.registry().register(
-                        &mut sock,
-                        Token(slot),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        tracing::warn!(%peer, "cannot register connection: {e}");
-                        continue;
-                    }
-                    let generation = self.next_generation;
-                    self.next_generation = self.next_generation.wrapping_add(1);
-                    entry.insert(Conn {
-                        io: Io::Plain(sock),
-                        generation,
-                        proto: Proto::Http(Box::new(Http1::new(now))),
-                        out: OutQueue::default(),
-                        deadline: None,
-                        ip: peer.ip(),
-                        read_paused: false,
-                        write_shut: false,
-                        dirty: false,
-                    });
-                    self.admission.accepted(peer.ip());
-                    bump(&self.metrics.connections_open, 1);
-                    bump(&self.metrics.connections_total, 1);
-                    self.reschedule(slot);
-                    tracing::trace!(worker = self.index, %peer, slot, "accepted");
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // Usually EMFILE. Connections stay in the backlog; with edge-triggered
-                    // readiness no new event may come for them, so retry on a timer.
-                    tracing::warn!(worker = self.index, "accept failed: {e}");
-                    self.accept_retry_at = Some(self.now + ACCEPT_RETRY);
-                    return;
-                }
-            }
-        }
     }
 
     /// The generation for a new connection.
@@ -468,15 +416,37 @@ impl Worker {
                     self.drop_conn(slot, err);
                     break;
                 }
-                Ok(ReadOutcome::Blocked) => break,
+                Ok(ReadOutcome::Blocked) => {
+                    // A TLS handshake's own messages (no plaintext yet) go out with the
+                    // turn's writes.
+                    if conn.io.wants_write() {
+                        self.mark_dirty(slot);
+                    }
+                    break;
+                }
                 Err(e) => {
+                    self.count_transport_error(&e);
                     tracing::debug!(slot, "read error: {e}");
                     self.drop_conn(slot, Some(ConnError::Io(e.to_string())));
                     break;
                 }
             }
         }
+        if let Some(conn) = self.conns.get_mut(slot) {
+            if conn.io.take_handshake_done() {
+                bump(&self.metrics.tls_handshakes, 1);
+            }
+        }
         self.read_buf = buf;
+    }
+
+    /// Counts a client that spoke plain HTTP to a TLS port.
+    fn count_transport_error(&self, e: &io::Error) {
+        #[cfg(feature = "tls")]
+        if crate::io::tls::failure_of(e) == Some(crate::io::tls::TlsFailure::PlainHttp) {
+            bump(&self.metrics.tls_plain_http, 1);
+        }
+        let _ = e;
     }
 
     /// Feeds bytes to the connection's machine and handles each event it reports, in
@@ -695,7 +665,13 @@ impl Worker {
             return;
         }
         let mut conn = self.conns.remove(slot);
+        if conn.io.tls_unfinished() {
+            // A broken or refused handshake, plain HTTP, or a client that left early.
+            bump(&self.metrics.tls_failures, 1);
+            tracing::debug!(worker = self.index, ip = %conn.ip, "TLS handshake did not complete");
+        }
         // Virtual connections have no socket and are not counted by admission.
+
         if let Some(source) = conn.io.source() {
             let _ = self.poll.registry().deregister(source);
             self.admission.released(conn.ip);
@@ -725,8 +701,8 @@ impl Worker {
             open = self.conns.len(),
             "shutting down"
         );
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
+        for mut listener in std::mem::take(&mut self.listeners) {
+            let _ = self.poll.registry().deregister(&mut listener.sock);
         }
         self.accept_retry_at = None;
         self.shutdown_deadline = Some(now + self.config.shutdown_timeout());
@@ -764,8 +740,10 @@ mod tests {
             "{}",
             std::mem::size_of::<Conn>()
         );
+        // 88 bytes is the largest that malloc serves from its 96-byte chunks: one more
+        // word (permessage-deflate's state once took two) cost ~25 B per idle connection.
         assert!(
-            std::mem::size_of::<Open>() <= 96,
+            std::mem::size_of::<Open>() <= 88,
             "{}",
             std::mem::size_of::<Open>()
         );

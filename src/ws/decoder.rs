@@ -13,8 +13,8 @@
 //!   `Header` when the frame's last byte arrived.
 //! - `Failed`: a rule was broken; every later call returns the same error.
 //!
-//! With permessage-deflate negotiated ([`Decoder::with_inflater`]), a message whose
-//! first frame has RSV1 set is inflated as its payload arrives: the inflated size is
+//! With permessage-deflate negotiated (an [`Inflater`] given to [`Decoder::decode_with`]),
+//! a message whose first frame has RSV1 set is inflated as its payload arrives: the inflated size is
 //! what `max_message_size` limits, checked as it grows, and the UTF-8 check runs on the
 //! inflated text.
 
@@ -88,8 +88,6 @@ pub struct Decoder {
     role: Role,
     limits: DecoderLimits,
     state: Option<Box<DecoderState>>,
-    /// permessage-deflate's receiving side, when negotiated; RSV1 is an error without.
-    inflater: Option<Box<Inflater>>,
 }
 
 impl Decoder {
@@ -99,14 +97,7 @@ impl Decoder {
             role,
             limits,
             state: None,
-            inflater: None,
         }
-    }
-
-    /// The same decoder, taking compressed messages (RSV1) through `inflater`.
-    pub fn with_inflater(mut self, inflater: Inflater) -> Self {
-        self.inflater = Some(Box::new(inflater));
-        self
     }
 
     /// True when no partial frame or message is held.
@@ -117,11 +108,23 @@ impl Decoder {
     /// Consumes bytes from the front of `input` until one frame completes something the
     /// caller must see, or `input` is empty (`Ok(None)`). Call again with the rest.
     pub fn decode(&mut self, input: &mut &[u8]) -> Result<Option<Incoming>, ProtocolError> {
+        self.decode_with(input, None)
+    }
+
+    /// [`Decoder::decode`] on a connection that agreed to permessage-deflate: compressed
+    /// messages (RSV1) are inflated through `inflater`; without one, RSV1 is an error.
+    /// The inflater is the caller's so that a connection keeps one allocation for all of
+    /// its deflate state.
+    pub fn decode_with(
+        &mut self,
+        input: &mut &[u8],
+        inflater: Option<&mut Inflater>,
+    ) -> Result<Option<Incoming>, ProtocolError> {
         let (role, limits) = (self.role, self.limits);
         let state = self
             .state
             .get_or_insert_with(|| Box::new(DecoderState::new(role, limits)));
-        let result = state.decode(input, self.inflater.as_deref_mut());
+        let result = state.decode(input, inflater);
         // Only when the input is used up: a caller looping over one read's messages
         // keeps the box for all of them.
         if matches!(result, Ok(None)) && state.is_idle() {

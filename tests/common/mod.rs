@@ -157,6 +157,7 @@ pub fn read_close_code(s: &mut TcpStream) -> u16 {
 #[cfg(feature = "cli")]
 pub mod chat;
 pub mod http;
+pub mod tls;
 
 /// A store path under the temp directory for a `switchboard serve` a test starts, so
 /// no test writes a database into the source tree.
