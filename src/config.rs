@@ -92,6 +92,34 @@ pub struct Config {
     pub deflate: DeflateConfig,
     /// `[tls]`: serve `wss://` and `https://` (rustls). Absent by default.
     pub tls: Option<TlsConfig>,
+    /// `[[raw]]`: raw TCP listeners, each serving a WebSocket route's handler to clients
+    /// that send lines or length-prefixed messages instead of WebSocket frames. None by
+    /// default.
+    pub raw: Vec<RawListenerConfig>,
+}
+
+/// `[[raw]]`: a raw TCP listener. Its connections are open at once (no handshake): the
+/// route's handler gets `on_open` with a request for `route` and no headers, then every
+/// message, exactly as for a WebSocket on that route. Limits, idle timeout and slow
+/// consumer policy are the WebSocket ones; there are no pings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The WebSocket route whose handler serves these connections (`/ws`, say).
+    pub route: String,
+    /// `line` (one message per line, the default) or `length_prefix` (a 4-byte
+    /// big-endian length before each message).
+    #[serde(default)]
+    pub framing: crate::rawframe::RawFraming,
+    /// Speak TLS with the `[tls]` certificate.
+    #[serde(default)]
+    pub tls: bool,
+    /// Largest message; a longer one closes the connection (1009, after the handler's
+    /// [`crate::Handler::close_notice`]). 0 (the default): `max_message_size`.
+    #[serde(default)]
+    pub max_message_size: usize,
 }
 
 /// `[tls]`: the certificate and key a TLS listener serves.
@@ -143,6 +171,7 @@ impl Default for Config {
             read_buffer_size: 64 * 1024,
             deflate: DeflateConfig::default(),
             tls: None,
+            raw: Vec::new(),
         }
     }
 }
@@ -243,6 +272,14 @@ impl Config {
                 return bad(
                     "tls.listen must differ from listen (leave it out to make listen speak TLS)",
                 );
+            }
+        }
+        for r in &self.raw {
+            if r.tls && self.tls.is_none() {
+                return bad("a [[raw]] listener with tls = true needs [tls]");
+            }
+            if !r.route.starts_with('/') {
+                return bad("raw.route must be a WebSocket route's path, starting with /");
             }
         }
 

@@ -36,4 +36,14 @@ pub trait Handler: Send + Sync + 'static {
     /// cancel: a handler that no longer wants the timer ignores it (check the state the
     /// timer was for, in the attributes). Timers of a closed connection never fire.
     fn on_timer(&self, _ctx: &mut Context<'_>, _token: u64) {}
+
+    /// The server is closing a raw TCP connection (a [`crate::RawListenerConfig`]
+    /// listener's) with `code` and `reason`: a line over the limit (1009), an idle
+    /// timeout (1001), [`Context::close`], shutdown. A raw wire has no close frame, so
+    /// the message returned here is sent as the connection's last, in its framing (the
+    /// chat node sends an `ERROR`). `on_close` follows; sends made here are ignored.
+    /// Never called for WebSockets. Default: nothing is sent.
+    fn close_notice(&self, _ctx: &mut Context<'_>, _code: u16, _reason: &str) -> Option<Message> {
+        None
+    }
 }

@@ -1,10 +1,12 @@
 //! Switchboard: a WebSocket server built on a hand-rolled, per-core mio reactor.
 //!
 //! The crate is layered, and dependencies point one way:
-//! - [`http`] and [`ws`]: sans-IO codecs (request heads and bodies, the upgrade rules,
-//!   RFC 6455 framing).
-//! - [`conn`]: sans-IO connection machines (HTTP/1.1 with keep-alive, WebSocket) driven
-//!   with bytes and a clock; `io`: the transport under each connection (plain TCP).
+//! - [`http`], [`ws`] and [`rawframe`]: sans-IO codecs (request heads and bodies, the
+//!   upgrade rules, RFC 6455 framing and permessage-deflate, raw TCP lines and length
+//!   prefixes).
+//! - [`conn`]: sans-IO connection machines (HTTP/1.1 with keep-alive, WebSocket, raw
+//!   TCP) driven with bytes and a clock; `io`: the transport under each connection
+//!   (plain TCP or TLS).
 //! - `reactor`: worker threads, each with its own `mio::Poll`, connection slab, timers
 //!   and inbox; a shell that moves bytes between `io` and `conn` and calls handlers.
 //! - [`Server`], [`Handler`], [`Context`], [`Hub`]: the embedding API; the hub reaches
@@ -35,6 +37,7 @@ mod id;
 mod io;
 mod message;
 pub mod metrics;
+pub mod rawframe;
 mod reactor;
 mod reply;
 mod router;
@@ -46,7 +49,7 @@ pub mod stomp;
 pub mod ws;
 
 pub use attributes::Attributes;
-pub use config::{Config, ConfigError, SlowConsumerPolicy, TlsConfig};
+pub use config::{Config, ConfigError, RawListenerConfig, SlowConsumerPolicy, TlsConfig};
 pub use handler::Handler;
 pub use hub::{Context, Hub};
 pub use id::{ConnId, ParseConnIdError};

@@ -9,12 +9,13 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+use crate::rawframe::{RawError, RawFraming};
 use crate::ws::deflate::StreamKey;
 use crate::ws::{FrameHeader, OpCode, ProtocolError};
 
 /// A message on its way to one or many connections: what the hub carries. The message
-/// is shared, not copied, between recipients, and each wire encoding of it (today the
-/// WebSocket frame; later WebSocket with permessage-deflate, SockJS, SSE) is made once,
+/// is shared, not copied, between recipients, and each wire encoding of it (the
+/// WebSocket frame, with permessage-deflate or without, and a raw TCP framing) is made once,
 /// by the first connection that needs it, and shared by every other connection on the
 /// same encoding. Cheap to clone.
 ///
@@ -29,6 +30,8 @@ struct PayloadInner {
     ws_frame: OnceLock<Arc<[u8]>>,
     /// The permessage-deflate frame (no context takeover) for one compressor key.
     ws_deflated: OnceLock<DeflatedFrame>,
+    /// The message in each raw TCP framing (by [`RawFraming::index`]).
+    raw: [OnceLock<Arc<[u8]>>; 2],
 }
 
 /// A compressor key (level, window, memory level) and the frame it made.
@@ -71,6 +74,15 @@ impl Payload {
     }
 }
 
+impl Payload {
+    /// The message framed for a raw TCP listener on `framing`, encoded on first use and
+    /// shared after.
+    pub(crate) fn raw_frame(&self, framing: RawFraming) -> &Arc<[u8]> {
+        self.0.raw[framing.index()]
+            .get_or_init(|| Arc::from(crate::rawframe::encode(framing, self.0.msg.as_bytes())))
+    }
+}
+
 /// `msg` compressed with the shared compressor for `key`, as a whole frame with RSV1.
 fn deflated_frame_of(msg: &Message, key: StreamKey) -> Arc<[u8]> {
     let z = crate::ws::deflate::deflate_shared(key, msg.as_bytes());
@@ -101,6 +113,7 @@ impl From<Message> for Payload {
             msg,
             ws_frame: OnceLock::new(),
             ws_deflated: OnceLock::new(),
+            raw: [OnceLock::new(), OnceLock::new()],
         }))
     }
 }
@@ -174,4 +187,7 @@ pub enum ConnError {
     /// Nothing arrived within `idle_timeout_ms`, pings included: closed with 1001.
     #[error("idle for {0} ms")]
     IdleTimeout(u64),
+    /// A raw TCP connection's input could not be framed (a line over the limit, say).
+    #[error("framing error: {0}")]
+    Framing(#[from] RawError),
 }

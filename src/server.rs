@@ -53,6 +53,8 @@ pub struct ListenerAddr {
     pub addr: SocketAddr,
     /// Whether it speaks TLS.
     pub tls: bool,
+    /// The framing, for a raw TCP listener (`None`: HTTP and WebSocket).
+    pub raw: Option<crate::rawframe::RawFraming>,
 }
 
 /// Entry point of the embedding API.
@@ -270,7 +272,8 @@ impl ServerBuilder {
             let _ = s.engine_origins.set(config.allowed_origins.clone());
         }
         let count = config.worker_count();
-        let specs = listener_specs(&config)?;
+        let mut specs = listener_specs(&config)?;
+        specs.extend(raw_specs(&config, &self.router, &specs)?);
         let (listeners, addrs) = bind_all(&specs, count, config.backlog)?;
         let local_addr = addrs[0].addr;
 
@@ -323,7 +326,13 @@ impl ServerBuilder {
         }
         // The main address first: scripts and tests read the first `local_addr=`.
         for a in &addrs {
-            tracing::info!(local_addr = %a.addr, workers = count, tls = a.tls, "listening");
+            match a.raw {
+                None => {
+                    tracing::info!(local_addr = %a.addr, workers = count, tls = a.tls, "listening")
+                }
+                Some(framing) => tracing::info!(raw_addr = %a.addr, tls = a.tls, ?framing,
+                    "listening for raw TCP"),
+            }
         }
 
         Ok(ServerHandle {
@@ -382,11 +391,13 @@ fn listener_specs(config: &Config) -> Result<Vec<Arc<ListenerSpec>>, ServerError
         let mut specs = vec![Arc::new(ListenerSpec {
             addr: config.listen,
             tls: acceptor.clone().filter(|_| tls_listen.is_none()),
+            raw: None,
         })];
         if let Some(addr) = tls_listen {
             specs.push(Arc::new(ListenerSpec {
                 addr,
                 tls: acceptor,
+                raw: None,
             }));
         }
         Ok(specs)
@@ -394,7 +405,48 @@ fn listener_specs(config: &Config) -> Result<Vec<Arc<ListenerSpec>>, ServerError
     #[cfg(not(feature = "tls"))]
     Ok(vec![Arc::new(ListenerSpec {
         addr: config.listen,
+        raw: None,
     })])
+}
+
+/// The `[[raw]]` listeners, after the others (whose TLS acceptor they share).
+fn raw_specs(
+    config: &Config,
+    router: &crate::router::Router,
+    others: &[Arc<ListenerSpec>],
+) -> Result<Vec<Arc<ListenerSpec>>, ServerError> {
+    let mut specs = Vec::with_capacity(config.raw.len());
+    for r in &config.raw {
+        let Some(route) = router.ws_route(&r.route) else {
+            let e = format!(
+                "raw listener {}: no WebSocket route {:?}",
+                r.listen, r.route
+            );
+            return Err(ServerError::Config(ConfigError::Invalid(e)));
+        };
+        let max = match r.max_message_size {
+            0 => config.max_message_size,
+            n => n,
+        };
+        #[cfg(feature = "tls")]
+        let tls = match r.tls {
+            true => others.iter().find_map(|s| s.tls.clone()),
+            false => None,
+        };
+        let _ = others;
+        specs.push(Arc::new(ListenerSpec {
+            addr: r.listen,
+            #[cfg(feature = "tls")]
+            tls,
+            raw: Some(crate::reactor::RawSpec {
+                route,
+                path: r.route.as_str().into(),
+                framing: r.framing,
+                max,
+            }),
+        }));
+    }
+    Ok(specs)
 }
 
 /// Binds every spec's address once per worker: the listeners by worker, and each
@@ -417,6 +469,7 @@ fn bind_all(
         addrs.push(ListenerAddr {
             addr: socks[0].local_addr()?,
             tls: spec.is_tls(),
+            raw: spec.raw.as_ref().map(|r| r.framing),
         });
         for (worker, sock) in by_worker.iter_mut().zip(socks) {
             worker.push(WorkerListener {
@@ -485,6 +538,11 @@ impl ServerHandle {
     /// The first address that speaks TLS, if any.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.addrs.iter().find(|a| a.tls).map(|a| a.addr)
+    }
+
+    /// The first raw TCP listener's address, if any.
+    pub fn raw_addr(&self) -> Option<SocketAddr> {
+        self.addrs.iter().find(|a| a.raw.is_some()).map(|a| a.addr)
     }
 
     /// A handle that reloads the TLS listeners' certificates from any thread.

@@ -290,6 +290,50 @@ impl TlsSection {
     }
 }
 
+/// `[tcp]`: the chat protocol over raw TCP (or TLS), for devices and services that
+/// cannot speak WebSocket: one JSON message per line, or a 4-byte length prefix. Same
+/// auth (`AUTH_REQUEST` first), registry, delivery and limits as the WebSocket endpoint.
+/// Empty `listen` (the default): off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TcpSection {
+    /// Address of the raw TCP listener; empty: none.
+    pub listen: String,
+    /// `line` (one JSON message per line) or `length_prefix` (4-byte big-endian length).
+    pub framing: crate::rawframe::RawFraming,
+    /// Speak TLS with the `[tls]` certificate.
+    pub tls: bool,
+    /// Largest message; a longer one gets `ERROR` code 6 and the connection is closed.
+    /// 0 (the default): `limits.max_message_bytes`.
+    pub max_message_bytes: usize,
+}
+
+impl TcpSection {
+    /// The engine's raw listener, or `None` when off.
+    fn engine(
+        &self,
+        route: &str,
+        limits: &LimitsConfig,
+    ) -> Result<Option<crate::RawListenerConfig>, ConfigError> {
+        if self.listen.is_empty() {
+            return Ok(None);
+        }
+        let listen = self.listen.parse().map_err(|_| {
+            ConfigError::Invalid(format!("tcp.listen: {:?} is not host:port", self.listen))
+        })?;
+        Ok(Some(crate::RawListenerConfig {
+            listen,
+            route: route.to_owned(),
+            framing: self.framing,
+            tls: self.tls,
+            max_message_size: match self.max_message_bytes {
+                0 => limits.max_message_bytes,
+                n => n,
+            },
+        }))
+    }
+}
+
 /// `[sockjs]`: SockJS (protocol 0.3.3) fallback for the chat and STOMP endpoints
 /// (Spring's `.withSockJS()`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -493,6 +537,8 @@ pub struct ChatConfig {
     pub sockjs: SockJsSection,
     /// TLS for `listen` (or a second address).
     pub tls: TlsSection,
+    /// The chat protocol over raw TCP.
+    pub tcp: TcpSection,
     /// Engine settings.
     pub engine: Config,
 }
@@ -511,6 +557,7 @@ impl Default for ChatConfig {
             stomp: StompConfig::default(),
             sockjs: SockJsSection::default(),
             tls: TlsSection::default(),
+            tcp: TcpSection::default(),
             engine: Config {
                 // Chat messages are small; the engine's own limit sits above the
                 // protocol's (limits.max_message_bytes) so oversized JSON gets an ERROR
@@ -637,6 +684,10 @@ impl ChatConfig {
             return bad("sockjs.stomp needs stomp.enabled".into());
         }
         self.tls.engine()?;
+        if self.tcp.tls && self.tls.cert.is_empty() {
+            return bad("tcp.tls needs tls.cert".into());
+        }
+        self.tcp.engine(&self.ws_path, &self.limits)?;
         self.engine.validate()
     }
 
@@ -648,6 +699,9 @@ impl ChatConfig {
         }
         if let Ok(Some(tls)) = self.tls.engine() {
             c.tls = Some(tls);
+        }
+        if let Ok(Some(raw)) = self.tcp.engine(&self.ws_path, &self.limits) {
+            c.raw.push(raw);
         }
         // The STOMP subprotocols; a chat client offers none, so it gets none.
         if self.stomp.enabled {
@@ -780,7 +834,16 @@ fn comment(path: &str) -> &'static str {
         "engine.read_buffer_size" => "each worker's read buffer",
         "tls.cert" => "PEM certificate chain for wss:// and https://; empty = no TLS (SIGHUP reloads it)",
         "tls.key" => "PEM private key of tls.cert",
+        "tcp.listen" => "address of a raw TCP listener speaking the chat protocol; empty = none",
+        "tcp.framing" => "line (one JSON message per line) | length_prefix (4-byte big-endian length)",
+        "tcp.tls" => "the raw TCP listener speaks TLS with tls.cert",
+        "tcp.max_message_bytes" => {
+            "largest raw TCP message; longer gets ERROR 6 and a close; 0 = limits.max_message_bytes"
+        }
         "tls.listen" => "a second address that speaks TLS beside listen; empty = listen itself speaks TLS",
+        "engine.raw" => {
+            "more raw TCP listeners: [[engine.raw]] listen, route, framing, tls, max_message_size"
+        }
         "engine.deflate.enabled" => "accept permessage-deflate when a client offers it",
         "engine.deflate.server_context_takeover" => {
             "keep the server's compression history per connection (~256 KiB each at 15/8); false = compress a broadcast once for all"

@@ -692,6 +692,10 @@ impl Handler for ChatHandler {
         }
     }
 
+    fn close_notice(&self, _ctx: &mut Context<'_>, code: u16, reason: &str) -> Option<Message> {
+        Some(Message::Text(protocol::close_notice(code, reason)))
+    }
+
     fn on_message(&self, ctx: &mut Context<'_>, msg: Message) {
         let node = &self.0;
         let text = match msg {

@@ -30,6 +30,9 @@ pub mod code {
     pub const NO_STORE: i64 = 8;
     /// More messages wait for the store than `store.max_queue`: not stored, retry later.
     pub const STORE_BUSY: i64 = 9;
+    /// The server is closing the connection (idle, shutdown, slow consumer): a raw TCP
+    /// connection's last `ERROR`, with `close`.
+    pub const CLOSING: i64 = 10;
 }
 
 /// A message's `content`: any JSON, kept as the client's text (checked to be JSON, not
@@ -411,6 +414,24 @@ pub fn error(code: i64, text: &str, request_id: Option<&str>) -> String {
         "ERROR",
         json!({ "code": code, "message": text }),
         request_id,
+    )
+}
+
+/// A raw TCP connection's last message, which stands for a WebSocket close frame:
+/// `ERROR {code, message, close}`, `close` being the close code.
+pub fn close_notice(close: u16, reason: &str) -> String {
+    let code = match (close, reason) {
+        (1009, _) => code::TOO_LARGE,
+        (1007, _) => code::BAD_REQUEST,
+        (1008, "too many bad messages") => code::RATE_LIMITED,
+        (1008, "authentication timeout") | (4001, _) => code::UNAUTHORIZED,
+        (4002, _) => code::FORBIDDEN,
+        _ => code::CLOSING,
+    };
+    message(
+        "ERROR",
+        json!({ "code": code, "message": reason, "close": close }),
+        None,
     )
 }
 

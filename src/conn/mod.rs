@@ -2,8 +2,9 @@
 //!
 //! Owns the state of one connection's protocol — an HTTP/1.1 exchange ([`Http1`]: requests,
 //! keep-alive, pipelining, chunked bodies, the upgrade request), an open WebSocket
-//! ([`Ws`]: frames, ping/pong, the close handshake, heartbeat and idle checks) or the
-//! linger after the last word ([`Closing`]) — and the
+//! ([`Ws`]: frames, ping/pong, the close handshake, heartbeat and idle checks), an open
+//! raw TCP connection ([`Raw`]: lines or length-prefixed messages, idle checks) — the
+//! two behind one [`Link`] — or the linger after the last word ([`Closing`]) — and the
 //! queue of bytes it owes the peer ([`OutQueue`]). It holds no socket, no clock and no
 //! thread, and knows nothing of routes, handlers or the hub: the reactor feeds it bytes
 //! and the current [`Tick`], and gets back events and queued output.
@@ -33,7 +34,9 @@
 
 mod closing;
 mod http1;
+mod link;
 mod outq;
+mod raw;
 mod ws;
 
 #[cfg(test)]
@@ -41,8 +44,10 @@ mod tests;
 
 pub use closing::Closing;
 pub use http1::{AnswerWatch, Http1, Http1Config, HttpEvent};
+pub use link::{Link, LinkEvent};
 pub use outq::{OutQueue, StoragePool};
-pub use ws::{Ws, WsConfig, WsEvent};
+pub use raw::Raw;
+pub use ws::{Ws, WsConfig};
 
 use std::time::Duration;
 

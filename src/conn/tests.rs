@@ -362,7 +362,7 @@ fn client_stream() -> Vec<u8> {
     .concat()
 }
 
-fn drive_ws(chunks: &[&[u8]]) -> (Vec<WsEvent>, Vec<u8>) {
+fn drive_ws(chunks: &[&[u8]]) -> (Vec<LinkEvent>, Vec<u8>) {
     let mut m = Ws::new(DecoderLimits::default(), 0);
     let mut out = OutQueue::default();
     let mut events = Vec::new();
@@ -381,9 +381,9 @@ fn drive_ws(chunks: &[&[u8]]) -> (Vec<WsEvent>, Vec<u8>) {
 fn websocket_events_and_obligations_at_every_split() {
     let wire = client_stream();
     let want = vec![
-        WsEvent::Message(Message::Text("hello".into())),
-        WsEvent::Message(Message::Binary(vec![0, 1, 2])),
-        WsEvent::Closed {
+        LinkEvent::Message(Message::Text("hello".into())),
+        LinkEvent::Message(Message::Binary(vec![0, 1, 2])),
+        LinkEvent::Closed {
             code: 1000,
             reason: "bye".into(),
             error: None,
@@ -408,7 +408,7 @@ fn a_protocol_error_closes_with_its_code() {
     let wire = crate::ws::encode_frame(true, OpCode::Text, b"x");
     let (events, out) = drive_ws(&[&wire]);
     match events.as_slice() {
-        [WsEvent::Closed {
+        [LinkEvent::Closed {
             code: 1002,
             error: Some(ConnError::Protocol(_)),
             ..
@@ -442,7 +442,7 @@ fn heartbeat_and_idle_follow_the_virtual_clock() {
     let ev = m.handle_timeout(5_000, &cfg, &mut out);
     assert_eq!(
         ev,
-        Some(WsEvent::Closed {
+        Some(LinkEvent::Closed {
             code: close_code::GOING_AWAY,
             reason: "idle timeout".into(),
             error: Some(ConnError::IdleTimeout(75_000)),
@@ -466,7 +466,7 @@ fn after_our_close_the_peer_gets_close_timeout_and_its_bytes_are_ignored() {
     let cfg = ws_cfg();
     let mut ws = Ws::new(DecoderLimits::default(), 0);
     let mut out = OutQueue::default();
-    let Some(WsEvent::Closed { code: 1001, .. }) = ws.handle_timeout(750, &cfg, &mut out) else {
+    let Some(LinkEvent::Closed { code: 1001, .. }) = ws.handle_timeout(750, &cfg, &mut out) else {
         panic!("no idle close");
     };
     let mut closing = Closing::new(750, 50);
@@ -481,4 +481,71 @@ fn after_our_close_the_peer_gets_close_timeout_and_its_bytes_are_ignored() {
     assert!(!closing.handle_timeout(799));
     assert!(closing.handle_timeout(800));
     assert!(closing.handle_timeout(60_000));
+}
+
+/// Every event a raw machine reports for `input` fed in pieces of `step` bytes.
+fn drive_raw(framing: crate::rawframe::RawFraming, input: &[u8], step: usize) -> Vec<LinkEvent> {
+    let mut m = Raw::new(framing, 16, 0);
+    let mut events = Vec::new();
+    for chunk in input.chunks(step) {
+        let mut rest = chunk;
+        while let Some(ev) = m.handle_read(&mut rest, 0) {
+            events.push(ev);
+        }
+    }
+    events
+}
+
+#[test]
+fn raw_lines_at_every_split_and_a_line_over_the_limit() {
+    use crate::rawframe::RawFraming;
+    let input = b"{\"type\":\"PING\"}\r\n\n0123456789abcdefX\nnever\n";
+    for step in 1..=input.len() {
+        let events = drive_raw(RawFraming::Line, input, step);
+        assert_eq!(events.len(), 2, "step {step}: {events:?}");
+        assert_eq!(
+            events[0],
+            LinkEvent::Message(Message::Text("{\"type\":\"PING\"}".into()))
+        );
+        let LinkEvent::Closed { code, error, .. } = &events[1] else {
+            panic!("{events:?}");
+        };
+        assert_eq!(*code, close_code::TOO_BIG);
+        assert!(matches!(error, Some(ConnError::Framing(_))));
+    }
+    // A line that is not UTF-8 closes with 1007; on the length prefix it is binary.
+    let events = drive_raw(RawFraming::Line, b"\xff\xfe\n", 1);
+    assert!(matches!(&events[0], LinkEvent::Closed { code: 1007, .. }));
+    let events = drive_raw(RawFraming::LengthPrefix, b"\0\0\0\x02\xff\xfe", 1);
+    assert_eq!(
+        events,
+        vec![LinkEvent::Message(Message::Binary(vec![0xff, 0xfe]))]
+    );
+}
+
+#[test]
+fn raw_connections_close_when_idle_and_send_in_their_framing() {
+    use crate::rawframe::RawFraming;
+    let cfg = WsConfig {
+        limits: DecoderLimits::default(),
+        heartbeat: Some(10),
+        idle: Some(30),
+    };
+    let mut m = Raw::new(RawFraming::LengthPrefix, 16, 0);
+    assert_eq!(m.poll_timeout(&cfg), Some(30));
+    let mut input: &[u8] = b"\0\0";
+    assert_eq!(m.handle_read(&mut input, 20), None);
+    assert_eq!(m.poll_timeout(&cfg), Some(50), "input moves the deadline");
+    assert_eq!(m.handle_timeout(49, &cfg), None);
+    let ev = m.handle_timeout(50, &cfg);
+    assert!(
+        matches!(ev, Some(LinkEvent::Closed { code: 1001, .. })),
+        "{ev:?}"
+    );
+    assert!(m.is_closed() && m.poll_timeout(&cfg).is_none());
+    let mut out = OutQueue::default();
+    m.send(&Message::Text("hi".into()), &mut out);
+    let payload = crate::message::Payload::from(Message::Text("yo".into()));
+    m.send_payload(&payload, &mut out);
+    assert_eq!(drain(&mut out), b"\0\0\0\x02hi\0\0\0\x02yo");
 }

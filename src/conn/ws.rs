@@ -4,7 +4,7 @@
 //! Owns the decoder, the time of the last byte received, and whether our close frame has
 //! gone out. Pings are answered with pongs queued in order with other output; a close
 //! frame is echoed; a protocol error is answered with its close code. Every way the open
-//! state ends is one [`WsEvent::Closed`], reported once. It does not decide what to send
+//! state ends is one [`LinkEvent::Closed`], reported once. It does not decide what to send
 //! (the application does, through the caller) nor apply queue limits (the caller's
 //! slow-consumer policy).
 //!
@@ -17,7 +17,7 @@ use crate::message::{ConnError, Message, Payload};
 use crate::ws::deflate::{Agreement, Compressor, DeflateConfig, Inflater};
 use crate::ws::{close_code, spare, Decoder, DecoderLimits, Incoming, OpCode, Role};
 
-use super::{OutQueue, Tick, TICK};
+use super::{LinkEvent, OutQueue, Tick, TICK};
 
 /// Liveness settings of the WebSocket machine, shared by every connection of a worker.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,24 +28,6 @@ pub struct WsConfig {
     pub heartbeat: Option<Tick>,
     /// Close with 1001 after this long without input, pongs included (`None`: never).
     pub idle: Option<Tick>,
-}
-
-/// What the WebSocket machine reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WsEvent {
-    /// A whole data message.
-    Message(Message),
-    /// The open state ended; our close frame (an echo of the peer's, or our own) is
-    /// queued. `code` is the peer's code (1005 if its close frame had none) or ours;
-    /// `error` says why when it was not a normal close.
-    Closed {
-        /// The close code.
-        code: u16,
-        /// The close reason.
-        reason: String,
-        /// Why, when the connection ended abnormally.
-        error: Option<ConnError>,
-    },
 }
 
 /// One open WebSocket connection.
@@ -119,7 +101,7 @@ impl Ws {
         input: &mut &[u8],
         now: Tick,
         out: &mut OutQueue,
-    ) -> Option<WsEvent> {
+    ) -> Option<LinkEvent> {
         if self.closed {
             *input = &[];
             return None;
@@ -140,8 +122,8 @@ impl Ws {
                 }
             };
             match incoming {
-                Incoming::Text(s) => return Some(WsEvent::Message(Message::Text(s))),
-                Incoming::Binary(b) => return Some(WsEvent::Message(Message::Binary(b))),
+                Incoming::Text(s) => return Some(LinkEvent::Message(Message::Text(s))),
+                Incoming::Binary(b) => return Some(LinkEvent::Message(Message::Binary(b))),
                 Incoming::Ping(p) => out.push_frame(OpCode::Pong, p),
                 Incoming::Pong(_) => {}
                 Incoming::Close(close) => {
@@ -155,7 +137,7 @@ impl Ws {
                     };
                     out.push_frame(OpCode::Close, payload);
                     self.closed = true;
-                    return Some(WsEvent::Closed {
+                    return Some(LinkEvent::Closed {
                         code,
                         reason,
                         error: None,
@@ -217,7 +199,7 @@ impl Ws {
         reason: &str,
         error: Option<ConnError>,
         out: &mut OutQueue,
-    ) -> Option<WsEvent> {
+    ) -> Option<LinkEvent> {
         if self.closed {
             return None;
         }
@@ -230,10 +212,10 @@ impl Ws {
         reason: String,
         error: Option<ConnError>,
         out: &mut OutQueue,
-    ) -> WsEvent {
+    ) -> LinkEvent {
         out.push_frame(OpCode::Close, close_payload(code, &reason));
         self.closed = true;
-        WsEvent::Closed {
+        LinkEvent::Closed {
             code,
             reason,
             error,
@@ -268,7 +250,7 @@ impl Ws {
         now: Tick,
         cfg: &WsConfig,
         out: &mut OutQueue,
-    ) -> Option<WsEvent> {
+    ) -> Option<LinkEvent> {
         if self.closed {
             return None;
         }

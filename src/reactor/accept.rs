@@ -1,9 +1,10 @@
 //! A worker's listeners and what it does with a connection it accepts.
 //!
 //! Owns the listener table (each a `SO_REUSEPORT` socket of this worker and the spec it
-//! serves: which address, TLS or not) and the first step of a connection: its transport
-//! (plain, or a TLS session from the listener's acceptor) and its first machine. It
-//! makes no protocol decision beyond that.
+//! serves: which address, TLS or not, HTTP or raw TCP) and the first step of a
+//! connection: its transport (plain, or a TLS session from the listener's acceptor) and
+//! its first machine — HTTP/1.1, or on a raw listener an open raw connection, accepted
+//! by the route's handler. It makes no protocol decision beyond that.
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use super::worker::{Conn, Proto, Worker};
 use crate::conn::{Http1, OutQueue};
 use crate::io::Io;
 use crate::metrics::bump;
+use crate::rawframe::RawFraming;
 
 /// How long to wait before accepting again after `accept` failed (out of descriptors).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -34,6 +36,20 @@ pub(crate) struct ListenerSpec {
     /// The listener's TLS settings, when it speaks TLS.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<Arc<crate::io::tls::TlsAcceptor>>,
+    /// What a raw TCP listener serves; `None` for HTTP and WebSocket.
+    pub(crate) raw: Option<RawSpec>,
+}
+
+/// A raw TCP listener's route and framing.
+#[derive(Debug)]
+pub(crate) struct RawSpec {
+    /// The WebSocket route whose handler serves the connections.
+    pub(crate) route: usize,
+    /// The path the handler sees in `on_open`'s request.
+    pub(crate) path: Box<str>,
+    pub(crate) framing: RawFraming,
+    /// Largest message, in bytes.
+    pub(crate) max: usize,
 }
 
 impl ListenerSpec {
@@ -119,6 +135,10 @@ impl Worker {
             }
         };
         let generation = self.take_generation();
+        if spec.raw.is_some() {
+            // Its slot, reserved above, is the one `open_raw` fills.
+            return self.open_raw(&spec, io, peer, generation);
+        }
         self.conns.insert(Conn {
             io,
             generation,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::session::Session;
 use super::worker::{timer_key, Proto, Worker};
 use crate::config::SlowConsumerPolicy;
-use crate::conn::{Closing, WsEvent};
+use crate::conn::{Closing, LinkEvent};
 use crate::handler::Handler;
 use crate::hub::{Action, Command, Context};
 use crate::id::ConnId;
@@ -122,18 +122,20 @@ impl Worker {
         self.apply_actions(slot, route, actions);
     }
 
-    pub(super) fn on_ws_event(&mut self, slot: usize, ev: WsEvent) {
+    pub(super) fn on_link_event(&mut self, slot: usize, ev: LinkEvent) {
         match ev {
-            WsEvent::Message(msg) => {
+            LinkEvent::Message(msg) => {
                 bump(&self.metrics.frames_in, 1);
                 self.run_handler(slot, move |h, ctx| h.on_message(ctx, msg));
             }
-            WsEvent::Closed {
+            LinkEvent::Closed {
                 code,
                 reason,
                 error,
             } => {
-                // Our close frame (echo or our own) is queued.
+                // Our close frame (echo or our own), or a raw connection's last word,
+                // is queued.
+                self.farewell(slot, code, &reason);
                 bump(&self.metrics.frames_out, 1);
                 match &error {
                     Some(ConnError::Protocol(_)) => {
@@ -148,19 +150,45 @@ impl Worker {
                     Some(ConnError::IdleTimeout(_)) => bump(&self.metrics.idle_timeouts, 1),
                     _ => {}
                 }
-                self.finish_ws(slot, code, &reason, error);
+                self.finish_open(slot, code, &reason, error);
             }
         }
     }
 
+    /// Queues a raw connection's last message (the handler's `close_notice`), what a
+    /// WebSocket's close frame says.
+    fn farewell(&mut self, slot: usize, code: u16, reason: &str) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let (generation, ip) = (conn.generation, conn.ip);
+        let Proto::Open(open) = &mut conn.proto else {
+            return;
+        };
+        if !open.link.is_raw() {
+            return;
+        }
+        let id = ConnId::new(self.index, slot as u32, generation);
+        let mut notice = None;
+        let mut actions = self.env.run(id, ip, &mut open.session, |h, ctx| {
+            notice = h.close_notice(ctx, code, reason);
+        });
+        actions.clear();
+        self.env.actions.set(actions);
+        if let Some(msg) = notice {
+            conn.out.unpark_storage(&mut self.out_pool);
+            open.link.farewell(&msg, &mut conn.out);
+        }
+    }
+
     /// The open state ended: leave groups, tell the handler, and linger in `Closing`.
-    fn finish_ws(&mut self, slot: usize, code: u16, reason: &str, err: Option<ConnError>) {
+    fn finish_open(&mut self, slot: usize, code: u16, reason: &str, err: Option<ConnError>) {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         let (generation, ip) = (conn.generation, conn.ip);
         let placeholder = Proto::Closing(Closing::new(0, 0));
-        let Proto::Ws(mut open) = std::mem::replace(&mut conn.proto, placeholder) else {
+        let Proto::Open(mut open) = std::mem::replace(&mut conn.proto, placeholder) else {
             return;
         };
         self.enter_closing(slot);
@@ -247,11 +275,11 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        let Proto::Ws(open) = &mut conn.proto else {
+        let Proto::Open(open) = &mut conn.proto else {
             return;
         };
-        if let Some(ev) = open.ws.close(code, reason, err, &mut conn.out) {
-            self.on_ws_event(slot, ev);
+        if let Some(ev) = open.link.close(code, reason, err, &mut conn.out) {
+            self.on_link_event(slot, ev);
         }
     }
 
@@ -262,10 +290,10 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        let Proto::Ws(open) = &mut conn.proto else {
+        let Proto::Open(open) = &mut conn.proto else {
             return;
         };
-        if open.ws.is_closed() {
+        if open.link.is_closed() {
             return;
         }
         if conn.out.len() > self.config.max_queued_bytes {
@@ -278,20 +306,20 @@ impl Worker {
         conn.out.unpark_storage(&mut self.out_pool);
         let frames = match out {
             Outgoing::Message(msg) => {
-                open.ws.send(msg, &mut conn.out);
+                open.link.send(msg, &mut conn.out);
                 1
             }
             Outgoing::Shared(payload) => {
-                open.ws.send_payload(payload, &mut conn.out);
+                open.link.send_payload(payload, &mut conn.out);
                 1
             }
-            Outgoing::Frames(bytes, payloads) if open.ws.sends_plain_frames() => {
+            Outgoing::Frames(bytes, payloads) if open.link.sends_plain_frames() => {
                 conn.out.push_shared(bytes.clone());
                 payloads.len() as u64
             }
             Outgoing::Frames(_, payloads) => {
                 for p in payloads {
-                    open.ws.send_payload(p, &mut conn.out);
+                    open.link.send_payload(p, &mut conn.out);
                 }
                 payloads.len() as u64
             }
@@ -390,7 +418,7 @@ impl Worker {
             self.conns
                 .iter()
                 .filter_map(|(slot, conn)| match &conn.proto {
-                    Proto::Ws(open) if open.session.route() == route => Some(slot),
+                    Proto::Open(open) if open.session.route() == route => Some(slot),
                     _ => None,
                 }),
         );

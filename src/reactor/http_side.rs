@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::session::Session;
 use super::worker::{Open, Proto, Worker};
-use crate::conn::{AnswerWatch, HttpEvent, Ws};
+use crate::conn::{AnswerWatch, HttpEvent, Link, Ws};
 use crate::http::{check_request_line, validate_upgrade, HandshakeError, HttpResponse, Request};
 use crate::hub::HttpPart;
 use crate::id::ConnId;
@@ -260,10 +260,12 @@ impl Worker {
         };
         let id = self.conn_id(slot, generation);
         let mut verdict = Ok(());
-        let actions = self.env.run(id, ip, &mut session, |h, ctx| {
+        let mut actions = self.env.run(id, ip, &mut session, |h, ctx| {
             verdict = h.on_open(ctx, &req);
         });
         if let Err(resp) = verdict {
+            // What a refusing handler asked for is not for the next connection.
+            actions.clear();
             self.env.actions.set(actions);
             bump(
                 &self.metrics.handshake_failures
@@ -303,7 +305,10 @@ impl Worker {
             }
             None => Ws::new(limits, now),
         };
-        conn.proto = Proto::Ws(Box::new(Open { ws, session }));
+        conn.proto = Proto::Open(Box::new(Open {
+            link: Link::Ws(ws),
+            session,
+        }));
 
         tracing::debug!(worker = self.index, slot, "websocket open");
         self.apply_actions(slot, route, actions);

@@ -6,7 +6,8 @@
 //! decisions are the sans-IO connection machines' (`conn`); application behavior is the
 //! route's handler's. The worker (`worker.rs`) is the shell; `http_side.rs` routes the
 //! HTTP machine's events and performs the upgrade; `app.rs` carries out what handlers ask;
-//! `session.rs` holds each open connection's application state and makes handler calls.
+//! `session.rs` holds each open connection's application state and makes handler calls;
+//! `raw_side.rs` opens a raw TCP listener's connections.
 //!
 //! Accepting: each worker has its own `SO_REUSEPORT` listener on the same address, so the
 //! kernel spreads new connections across workers and no accept thread or hand-off channel
@@ -24,12 +25,13 @@ mod admission;
 mod app;
 mod http_side;
 mod listener;
+mod raw_side;
 mod session;
 mod timer;
 mod virtual_conn;
 mod worker;
 
-pub(crate) use accept::{ListenerSpec, WorkerListener, MAX_LISTENERS};
+pub(crate) use accept::{ListenerSpec, RawSpec, WorkerListener, MAX_LISTENERS};
 pub(crate) use admission::Admission;
 pub(crate) use listener::bind_listeners;
 pub(crate) use worker::Worker;

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use super::session::Session;
 use super::worker::{Conn, Open, Proto, Worker};
-use crate::conn::{OutQueue, Ws};
+use crate::conn::{Link, OutQueue, Ws};
 use crate::http::Request;
 use crate::id::ConnId;
 use crate::io::{Io, Wire};
@@ -44,10 +44,11 @@ impl Worker {
         let slot = self.conns.vacant_key();
         let id = self.conn_id(slot, generation);
         let mut verdict = Ok(());
-        let actions = self.env.run(id, ip, &mut session, |h, ctx| {
+        let mut actions = self.env.run(id, ip, &mut session, |h, ctx| {
             verdict = h.on_open(ctx, req);
         });
         if let Err(resp) = verdict {
+            actions.clear();
             self.env.actions.set(actions);
             tracing::info!(remote = %ip, path = %req.path, status = resp.status,
                 "session refused by the handler");
@@ -60,8 +61,8 @@ impl Worker {
         let slot = self.conns.insert(Conn {
             io: Io::virtual_wire(wire),
             generation,
-            proto: Proto::Ws(Box::new(Open {
-                ws: Ws::new(limits, now),
+            proto: Proto::Open(Box::new(Open {
+                link: Link::Ws(Ws::new(limits, now)),
                 session,
             })),
             out: OutQueue::default(),

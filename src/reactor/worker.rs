@@ -4,13 +4,14 @@
 //! Owns a `mio::Poll`, a listener, the `Slab` of connections, a read buffer shared by all
 //! of them, two timer wheels (connection deadlines, handler timers) and an inbox. Its
 //! work is mechanical: accept, move bytes between each connection's [`Io`] and its
-//! protocol machine ([`Http1`] until an upgrade, then [`Ws`]), keep each machine's
+//! protocol machine ([`Http1`] until an upgrade, then a [`Link`]: a WebSocket; a raw
+//! listener's connections start as a raw `Link`), keep each machine's
 //! deadline in the wheel, and hand events to `app` (routes and handlers) and `upgrade`
 //! (the handshake). It makes no protocol decision itself: framing, keep-alive, ping and
 //! close rules live in `conn`.
 //!
-//! A connection's protocol (`Proto`): `Http` → `Ws` (upgrade accepted) or `Closing`
-//! (the HTTP side is done); `Ws` → `Closing` (either side closed, a protocol error, idle,
+//! A connection's protocol (`Proto`): `Http` → `Open` (upgrade accepted) or `Closing`
+//! (the HTTP side is done); `Open` → `Closing` (either side closed, a protocol error, idle,
 //! slow consumer, shutdown). `Closing`: our last bytes are flushed, the write side is
 //! shut, and input is discarded until the peer closes or `close_timeout_ms` passes.
 //!
@@ -39,7 +40,8 @@ use super::session::{HandlerEnv, Session};
 use super::timer::TimerWheel;
 use crate::config::Config;
 use crate::conn::{
-    ticks, Closing, Http1, Http1Config, HttpEvent, OutQueue, StoragePool, Tick, Ws, WsConfig, TICK,
+    ticks, Closing, Http1, Http1Config, HttpEvent, Link, OutQueue, StoragePool, Tick, WsConfig,
+    TICK,
 };
 use crate::hub::{Command, Hub, WAKER};
 
@@ -53,17 +55,18 @@ use crate::metrics::{bump, HandshakeFailure, WorkerMetrics};
 use crate::router::Router;
 use crate::ws::close_code;
 
-/// An open WebSocket: its machine and what the application keeps with it, in one box so
-/// an idle connection costs one allocation besides its slab entry.
+/// An open connection (a WebSocket, or raw TCP): its machine and what the application
+/// keeps with it, in one box so an idle connection costs one allocation besides its slab
+/// entry.
 pub(super) struct Open {
-    pub(super) ws: Ws,
+    pub(super) link: Link,
     pub(super) session: Session,
 }
 
 /// Which protocol machine a connection is in.
 pub(super) enum Proto {
     Http(Box<Http1>),
-    Ws(Box<Open>),
+    Open(Box<Open>),
     Closing(Closing),
 }
 
@@ -86,7 +89,7 @@ impl Conn {
     /// The open WebSocket, if this connection is one and has not begun to close.
     pub(super) fn open_mut(&mut self) -> Option<&mut Open> {
         match &mut self.proto {
-            Proto::Ws(open) if !open.ws.is_closed() => Some(open),
+            Proto::Open(open) if !open.link.is_closed() => Some(open),
             _ => None,
         }
     }
@@ -385,7 +388,7 @@ impl Worker {
                     // reply) goes into pooled storage, which the flush gives back: the
                     // pool then never holds more than the queues busy at one time.
                     conn.out.unpark_storage(&mut self.out_pool);
-                    let was_ws = matches!(conn.proto, Proto::Ws(_));
+                    let was_ws = matches!(conn.proto, Proto::Open(_));
                     self.on_bytes(slot, &buf[..n]);
                     // A WebSocket's output is written at the end of the loop turn with
                     // everything else this turn queued for it (messages from other
@@ -411,8 +414,13 @@ impl Worker {
                     }
                 }
                 Ok(ReadOutcome::Eof) => {
-                    let err = matches!(conn.proto, Proto::Ws(_))
-                        .then(|| ConnError::Io("closed without a close frame".into()));
+                    // A raw connection has no close frame: EOF is its normal end.
+                    let err = match &conn.proto {
+                        Proto::Open(open) if !open.link.is_raw() => {
+                            Some(ConnError::Io("closed without a close frame".into()))
+                        }
+                        _ => None,
+                    };
                     self.drop_conn(slot, err);
                     break;
                 }
@@ -467,8 +475,8 @@ impl Worker {
                 }
                 // Pongs the machine queued go out with the caller's flush (`read` marks
                 // the connection dirty after every read).
-                Proto::Ws(open) => match open.ws.handle_read(&mut input, now, &mut conn.out) {
-                    Some(ev) => self.on_ws_event(slot, ev),
+                Proto::Open(open) => match open.link.handle_read(&mut input, now, &mut conn.out) {
+                    Some(ev) => self.on_link_event(slot, ev),
                     None => return,
                 },
                 Proto::Closing(closing) => return closing.handle_read(&mut input),
@@ -512,7 +520,7 @@ impl Worker {
         };
         let due = match &conn.proto {
             Proto::Http(http) => http.poll_timeout(&self.http_cfg),
-            Proto::Ws(open) => open.ws.poll_timeout(now, &self.ws_cfg),
+            Proto::Open(open) => open.link.poll_timeout(now, &self.ws_cfg),
             Proto::Closing(closing) => Some(closing.poll_timeout()),
         };
         let wire_due = conn.io.wire().and_then(|w| w.poll_timeout());
@@ -632,15 +640,15 @@ impl Worker {
                 Some(_) => self.drop_conn(slot, None),
                 None => self.reschedule(slot),
             },
-            Proto::Ws(open) => {
+            Proto::Open(open) => {
                 let before = conn.out.len();
-                let ev = open.ws.handle_timeout(now, &self.ws_cfg, &mut conn.out);
+                let ev = open.link.handle_timeout(now, &self.ws_cfg, &mut conn.out);
                 if conn.out.len() > before && ev.is_none() {
                     bump(&self.metrics.frames_out, 1);
                     self.mark_dirty(slot);
                 }
                 match ev {
-                    Some(ev) => self.on_ws_event(slot, ev),
+                    Some(ev) => self.on_link_event(slot, ev),
                     None => self.reschedule(slot),
                 }
             }
@@ -678,19 +686,20 @@ impl Worker {
         }
         bump(&self.metrics.connections_open, u64::MAX); // wrapping: minus one
         tracing::debug!(worker = self.index, slot, "connection dropped");
-        if let Proto::Ws(mut open) = conn.proto {
-            if !open.ws.is_closed() {
+        if let Proto::Open(mut open) = conn.proto {
+            if !open.link.is_closed() {
                 let id = self.conn_id(slot, conn.generation);
-                let err = err.unwrap_or_else(|| ConnError::Io("connection dropped".into()));
-                self.end_session(
-                    slot,
-                    id,
-                    conn.ip,
-                    &mut open.session,
-                    Some(err),
-                    close_code::ABNORMAL,
-                    "abnormal closure",
-                );
+                let (err, code, reason) = match err {
+                    None if open.link.is_raw() => {
+                        (None, close_code::NORMAL, "closed by the client")
+                    }
+                    err => (
+                        Some(err.unwrap_or_else(|| ConnError::Io("connection dropped".into()))),
+                        close_code::ABNORMAL,
+                        "abnormal closure",
+                    ),
+                };
+                self.end_session(slot, id, conn.ip, &mut open.session, err, code, reason);
             }
         }
     }
@@ -710,7 +719,7 @@ impl Worker {
         for slot in slots {
             match self.conns.get(slot).map(|c| &c.proto) {
                 Some(Proto::Http(_)) => self.drop_conn(slot, None),
-                Some(Proto::Ws(_)) => {
+                Some(Proto::Open(_)) => {
                     self.close_with(slot, close_code::GOING_AWAY, "server shutting down", None)
                 }
                 _ => {}
