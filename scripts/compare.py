@@ -13,7 +13,15 @@ echo every text or binary message on any path, and on /broadcast publish each me
 every /broadcast connection, the sender included. Nothing of uWebSockets is in this
 repository; BENCHMARKS.md names the commit measured.
 
-Usage: scripts/compare.py [--rounds N] [--duration S] [--only NAME ...] [--uws BIN] [--json FILE]
+--servers picks the servers (and how they are run), in the order they alternate:
+switchboard, tokio-tungstenite, uws (needs --uws), and the variants switchboard+tls and
+tokio-tungstenite+tls (wss://: both on rustls with aws-lc-rs, a certificate made here with
+openssl and trusted by the bench client through --ca) and switchboard+deflate
+(permessage-deflate on; the bench client offers it without context takeover and inflates).
+The ratio columns compare the first server with each other one.
+
+Usage: scripts/compare.py [--rounds N] [--duration S] [--only NAME ...] [--servers NAME ...]
+                          [--uws BIN] [--json FILE]
 """
 import argparse
 import json
@@ -22,13 +30,32 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SB = os.path.join(ROOT, "target/release/switchboard")
 TT = os.path.join(ROOT, "target/release/examples/tokio_tungstenite_server")
-PORT = {"switchboard": 19201, "tokio-tungstenite": 19202, "uws": 19203}
+PORT = {
+    "switchboard": 19201, "tokio-tungstenite": 19202, "uws": 19203,
+    "switchboard+tls": 19204, "tokio-tungstenite+tls": 19205, "switchboard+deflate": 19206,
+}
 UWS = None  # path of a locally built uWebSockets peer, from --uws
+CERTS = None  # directory with ca.pem, cert.pem, key.pem once a +tls server is asked for
+
+
+def make_certs():
+    """A CA and a certificate for localhost signed by it, with openssl, in a temp dir."""
+    d = tempfile.mkdtemp(prefix="sb-compare-tls-")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run = lambda *a: subprocess.run(["openssl", *a], cwd=d, check=True, capture_output=True)
+    run("req", "-x509", *ec, "-days", "2", "-subj", "/CN=bench-ca", "-keyout", "ca.key", "-out", "ca.pem")
+    run("req", *ec, "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "leaf.csr")
+    with open(os.path.join(d, "ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    run("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "2", "-extfile", "ext", "-out", "cert.pem")
+    return d
 
 
 def build():
@@ -41,12 +68,17 @@ def build():
 
 def start(server):
     port = PORT[server]
-    if server == "switchboard":
+    tls = [os.path.join(CERTS, "cert.pem"), os.path.join(CERTS, "key.pem")] if server.endswith("+tls") else []
+    if server.startswith("switchboard"):
         cmd = [SB, "echo", "--listen", f"127.0.0.1:{port}", "--workers", "1"]
+        if tls:
+            cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        if server.endswith("+deflate"):
+            cmd += ["--deflate"]
     elif server == "uws":
         cmd = [UWS, str(port)]
     else:
-        cmd = [TT, f"127.0.0.1:{port}", "1"]
+        cmd = [TT, f"127.0.0.1:{port}", "1"] + tls
     p = subprocess.Popen(
         ["taskset", "-c", "0"] + cmd,
         env={**os.environ, "RUST_LOG": "warn"},
@@ -91,6 +123,11 @@ def rss_kib(pid):
 
 
 SCENARIOS = {
+    "broadcast_1000x1KiB": (
+        ["broadcast", "--subscribers", "1000", "--publishers", "1", "-k", "16", "-s", "1024"],
+        "rate_per_s",
+        "deliveries/s",
+    ),
     "echo_100x10x32B": (["echo", "-c", "100", "-k", "10", "-s", "32"], "rate_per_s", "msg/s"),
     "echo_10x64KiB": (["echo", "-c", "10", "-k", "4", "-s", "65536"], "mb_per_s", "MB/s"),
     "broadcast_1000x64B": (
@@ -114,8 +151,15 @@ def run_once(server, name, duration):
     try:
         time.sleep(0.3)
         path = "/broadcast" if args[0] == "broadcast" else "/"
-        cmd = ["taskset", "-c", "1", SB, "bench"] + args + [
-            "--url", f"ws://127.0.0.1:{PORT[server]}{path}",
+        url = f"ws://127.0.0.1:{PORT[server]}{path}"
+        client = []
+        if server.endswith("+tls"):
+            url = f"wss://localhost:{PORT[server]}{path}"
+            client = ["--ca", os.path.join(CERTS, "ca.pem")]
+        if server.endswith("+deflate"):
+            client = ["--deflate"]
+        cmd = ["taskset", "-c", "1", SB, "bench"] + args + client + [
+            "--url", url,
             "--duration", str(duration if args[0] != "hold" else 2),
             "--warmup", "1",
             "--json",
@@ -145,19 +189,23 @@ def run_once(server, name, duration):
 
 
 def main():
-    global UWS
+    global UWS, CERTS
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--uws", help="a locally built uWebSockets peer binary (see the docstring)")
+    ap.add_argument("--servers", nargs="*", choices=sorted(PORT))
     ap.add_argument("--json")
     a = ap.parse_args()
     build()
-    servers = ["switchboard", "tokio-tungstenite"]
+    servers = a.servers or ["switchboard", "tokio-tungstenite"] + (["uws"] if a.uws else [])
     if a.uws:
         UWS = os.path.abspath(a.uws)
-        servers.append("uws")
+    if "uws" in servers and not UWS:
+        ap.error("uws needs --uws BIN")
+    if any(s.endswith("+tls") for s in servers):
+        CERTS = make_certs()
     names = a.only or list(SCENARIOS)
     results = {n: {s: [] for s in servers} for n in names}
     for name in names:
@@ -183,9 +231,10 @@ def main():
 def print_table(names, servers, results):
     """Medians per server: the rate, the rate per busy server core, and switchboard's ratio
     to each peer per busy core (memory: the plain figure, lower is better)."""
-    peers = [s for s in servers if s != "switchboard"]
+    first = servers[0]
+    peers = servers[1:]
     head = " | ".join(f"{s} (rate / per busy core)" for s in servers)
-    ratios = " | ".join(f"sb / {p}" for p in peers)
+    ratios = " | ".join(f"{first} / {p}" for p in peers)
     print()
     print(f"| scenario | {head} | {ratios} | server CPU µs/op ({' / '.join(servers)}) | exit |")
     print("|---|" + "---|" * (len(servers) + len(peers) + 2))
@@ -205,9 +254,9 @@ def print_table(names, servers, results):
         ratio = []
         for p in peers:
             if name.startswith("idle_memory"):
-                ratio.append(f"{per_core[p] / per_core['switchboard']:.2f}× less" if per_core["switchboard"] else "n/a")
+                ratio.append(f"{per_core[p] / per_core[first]:.2f}× less" if per_core[first] else "n/a")
             else:
-                ratio.append(f"{per_core['switchboard'] / per_core[p]:.2f}×" if per_core[p] else "n/a")
+                ratio.append(f"{per_core[first] / per_core[p]:.2f}×" if per_core[p] else "n/a")
         print(f"| {name} | {' | '.join(cells)} | {' | '.join(ratio)} | {' / '.join(per_op)} | {' / '.join(clean)} |")
 
 

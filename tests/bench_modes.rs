@@ -309,3 +309,92 @@ fn stomp_and_sockjs_modes_account_for_every_delivery() {
     }
     server.stop();
 }
+
+#[test]
+fn echo_over_wss_trusts_the_given_ca_and_loses_nothing() {
+    use common::tls::{temp_dir, TestCa};
+    let ca = TestCa::new("bench CA");
+    let dir = temp_dir("bench");
+    let (cert, key, _) = ca.write_server_files(&dir, "localhost");
+    let ca_file = ca.write_ca(&dir);
+    let server = common::start_echo(switchboard::Config {
+        tls: Some(switchboard::TlsConfig {
+            cert,
+            key,
+            listen: None,
+        }),
+        ..common::config(1)
+    });
+    let url = format!("wss://localhost:{}/", server.local_addr().port());
+    let ca_arg = ca_file.display().to_string();
+    // 64 KiB messages, 4 in flight: more than rustls buffers by default.
+    for size in ["32", "65536"] {
+        let (code, json) = bench(&[
+            "echo",
+            "--url",
+            &url,
+            "--ca",
+            &ca_arg,
+            "-c",
+            "4",
+            "-k",
+            "4",
+            "-s",
+            size,
+            "--duration",
+            "0.5",
+        ]);
+        assert_eq!(code, 0, "{json}");
+        assert_eq!(json["lost"], 0, "{json}");
+        assert!(json["received"].as_u64().unwrap() > 0, "{json}");
+    }
+    // Without --ca there is nothing to trust: a clear usage error, exit 2.
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["bench", "echo", "--url", &url, "--duration", "0.2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ca"));
+    server.stop();
+}
+
+#[test]
+fn broadcast_with_deflate_inflates_every_delivery() {
+    let server = common::start_echo(switchboard::Config {
+        deflate: switchboard::ws::deflate::DeflateConfig {
+            enabled: true,
+            ..Default::default()
+        },
+        ..common::config(2)
+    });
+    let url = format!("ws://{}/broadcast", server.local_addr());
+    // 1 KiB of the bench's byte ramp compresses, so frames go out with RSV1.
+    let (code, json) = bench(&[
+        "broadcast",
+        "--url",
+        &url,
+        "--subscribers",
+        "10",
+        "--publishers",
+        "1",
+        "-s",
+        "1024",
+        "--deflate",
+        "--duration",
+        "0.5",
+    ]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["lost"], 0, "{json}");
+    assert_eq!(json["corrupted"], 0, "{json}");
+    let published = json["published"].as_u64().unwrap();
+    assert_eq!(json["received"].as_u64().unwrap(), published * 11, "{json}");
+    let m = server.hub().metrics();
+    assert_eq!(m.deflate_sessions, 11, "every connection agreed to deflate");
+    let payload_bytes = json["received"].as_u64().unwrap() * 1024;
+    assert!(
+        m.bytes_out < payload_bytes / 2,
+        "sent {} bytes for {payload_bytes} bytes of messages: not compressed",
+        m.bytes_out
+    );
+    server.stop();
+}

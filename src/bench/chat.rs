@@ -195,7 +195,13 @@ pub(crate) fn chat(a: ChatArgs) -> Result<(bool, Report), BenchError> {
             start_ns.clone(),
             sent.clone(),
         );
-        let mut driver = Driver::new(target.addr, Vec::new(), binds.clone(), 0x5eed ^ t as u64)?;
+        let mut driver = Driver::new(
+            target.addr,
+            Vec::new(),
+            binds.clone(),
+            0x5eed ^ t as u64,
+            target.tls.clone(),
+        )?;
         let host = target.host.clone();
         let base = target.path.clone();
         handles.push(std::thread::spawn(move || {

@@ -1,5 +1,7 @@
 //! One bench client connection on mio: the handshake, masked frame writing into one
-//! contiguous buffer, and zero-copy scanning of the server's frames.
+//! contiguous buffer, and zero-copy scanning of the server's frames; over TLS for a
+//! `wss://` target (frames are written to the session, which encrypts them into one
+//! record batch per flush).
 //!
 //! Owns the socket and its two buffers. Nothing is allocated per message: frames are
 //! encoded straight into the write buffer (one `write` per readiness event sends all of
@@ -11,6 +13,8 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
+use super::tls::{is_eof, Session, TlsTarget};
+use crate::ws::deflate::{Agreement, Inflater};
 use crate::ws::mask::apply_mask;
 use crate::ws::{FrameHeader, OpCode};
 
@@ -69,15 +73,35 @@ pub(crate) struct Conn {
     keys: KeyGen,
     /// Reassembly of a fragmented message (servers under test rarely fragment).
     frag: Option<(OpCode, Vec<u8>)>,
+    /// The TLS session of a `wss://` connection.
+    tls: Option<Session>,
+    /// permessage-deflate, when the server accepted the client's offer: the inflater
+    /// and the buffer a compressed message is inflated into.
+    inflate: Option<Box<(Inflater, Vec<u8>)>>,
 }
 
 /// The handshake request for `path` on `host`.
 pub(crate) fn request(host: &str, path: &str) -> Vec<u8> {
+    request_offering(host, path, "")
+}
+
+/// The handshake request for `path` on `host` with `extensions` offered (none if
+/// empty).
+pub(crate) fn request_offering(host: &str, path: &str, extensions: &str) -> Vec<u8> {
+    let ext = match extensions {
+        "" => String::new(),
+        e => format!("Sec-WebSocket-Extensions: {e}\r\n"),
+    };
     format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n"
     )
     .into_bytes()
 }
+
+/// What `--deflate` offers: permessage-deflate without context takeover either way, so
+/// a server may compress a broadcast once for every recipient.
+pub(crate) const DEFLATE_OFFER: &str =
+    "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
 
 /// The largest frame the client accepts from a server; the read buffer grows (by doubling
 /// when full) up to this.
@@ -94,6 +118,8 @@ pub struct RawFrame {
     pub head: usize,
     /// Payload length.
     pub len: usize,
+    /// RSV1: a permessage-deflate compressed message.
+    pub compressed: bool,
 }
 
 /// Parses the next server frame in `avail`: `Ok(None)` until the whole frame (header and
@@ -129,6 +155,7 @@ pub fn next_frame(avail: &[u8], capacity: usize) -> Result<Option<RawFrame>, Str
         return Ok(None);
     }
     Ok(Some(RawFrame {
+        compressed: b0 & 0x40 != 0,
         fin: b0 & 0x80 != 0,
         op,
         head,
@@ -143,6 +170,7 @@ impl Conn {
         bind: Option<IpAddr>,
         req: &[u8],
         seed: u64,
+        tls: Option<&TlsTarget>,
     ) -> io::Result<Conn> {
         let socket = socket2::Socket::new(
             socket2::Domain::for_address(addr),
@@ -160,22 +188,33 @@ impl Conn {
             Err(e) => return Err(e),
         }
         let std: std::net::TcpStream = socket.into();
+        let (tls, wbuf) = match tls {
+            Some(t) => {
+                let mut session = t.session()?;
+                session.write_plain(req)?;
+                (Some(session), Vec::new())
+            }
+            None => (None, req.to_vec()),
+        };
         Ok(Conn {
             sock: TcpStream::from_std(std),
             state: State::Handshaking,
             started: Instant::now(),
             rbuf: vec![0; 64 * 1024],
             rlen: 0,
-            wbuf: req.to_vec(),
+            wbuf,
             wpos: 0,
             keys: KeyGen::new(seed),
             frag: None,
+            tls,
+            inflate: None,
         })
     }
 
     /// Bytes queued and not yet written.
     pub(crate) fn pending(&self) -> usize {
-        self.wbuf.len() - self.wpos
+        let records = self.tls.as_ref().is_some_and(|t| t.wants_write());
+        self.wbuf.len() - self.wpos + records as usize
     }
 
     /// Queues one masked frame with a fresh key.
@@ -202,6 +241,9 @@ impl Conn {
     /// Writes what is queued with one `write` call (or a few, if the kernel takes part).
     /// `Ok(true)` when everything went out.
     pub(crate) fn flush(&mut self) -> io::Result<bool> {
+        if let Some(tls) = &mut self.tls {
+            return flush_tls(tls, &mut self.sock, &mut self.wbuf, &mut self.wpos);
+        }
         while self.wpos < self.wbuf.len() {
             match self.sock.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -220,6 +262,9 @@ impl Conn {
     /// Reads until the socket would block and hands every complete event to `on`.
     /// Returns false once the peer closed TCP.
     pub(crate) fn read(&mut self, mut on: impl FnMut(&mut Conn, Event<'_>)) -> io::Result<bool> {
+        if self.tls.is_some() {
+            return self.read_tls(&mut on);
+        }
         loop {
             if self.rlen == self.rbuf.len() {
                 let grow = self.rbuf.len();
@@ -249,6 +294,65 @@ impl Conn {
         }
     }
 
+    /// [`Conn::read`] over TLS: records until the socket would block, each batch
+    /// decrypted and handed on before the next is read.
+    fn read_tls(&mut self, on: &mut impl FnMut(&mut Conn, Event<'_>)) -> io::Result<bool> {
+        loop {
+            let Some(tls) = self.tls.as_mut() else {
+                return Ok(false);
+            };
+            let (eof, blocked) = match tls.read_tls(&mut self.sock) {
+                Ok(0) => (true, false),
+                Ok(_) => (false, false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => (false, true),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if !self.drain_plain(on)? {
+                return Ok(false);
+            }
+            if eof {
+                self.state = State::Closed;
+                return Ok(false);
+            }
+            if blocked {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Hands on what the TLS session has decrypted; false once the connection closed.
+    fn drain_plain(&mut self, on: &mut impl FnMut(&mut Conn, Event<'_>)) -> io::Result<bool> {
+        loop {
+            if self.rlen == self.rbuf.len() {
+                let grow = self.rbuf.len();
+                self.rbuf.resize(grow * 2, 0);
+            }
+            let Some(tls) = self.tls.as_mut() else {
+                return Ok(false);
+            };
+            match tls.read_plain(&mut self.rbuf[self.rlen..]) {
+                Ok(0) => {
+                    self.state = State::Closed;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.rlen += n;
+                    self.process(on)?;
+                    if self.state == State::Closed {
+                        return Ok(false);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) if is_eof(&e) => {
+                    self.state = State::Closed;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn process(&mut self, on: &mut impl FnMut(&mut Conn, Event<'_>)) -> io::Result<()> {
         let mut pos = 0;
         if self.state == State::Handshaking {
@@ -266,6 +370,19 @@ impl Conn {
                 return Err(io::Error::other(format!("handshake refused: {line}")));
             }
             pos = end + 4;
+            let head = String::from_utf8_lossy(&self.rbuf[..end]).to_ascii_lowercase();
+            if head.contains("sec-websocket-extensions: permessage-deflate") {
+                // Our offer asked the server not to keep context: each message inflates
+                // on its own, with a stream borrowed for that message.
+                let agreed = Agreement {
+                    server_no_context_takeover: true,
+                    client_no_context_takeover: true,
+                    server_window: 15,
+                    client_window: 15,
+                    response: String::new(),
+                };
+                self.inflate = Some(Box::new((Inflater::new(&agreed), Vec::new())));
+            }
             self.state = State::Open;
             on(self, Event::Opened);
         }
@@ -300,6 +417,10 @@ impl Conn {
             *pos += frame.head + frame.len;
             let (fin, op, len) = (frame.fin, frame.op, frame.len);
             let payload = &buf[payload_at..payload_at + len];
+            if frame.compressed {
+                self.inflated(fin, op, payload, on)?;
+                continue;
+            }
             match op {
                 OpCode::Ping => {
                     let mut copy = [0u8; 125];
@@ -330,6 +451,33 @@ impl Conn {
         Ok(())
     }
 
+    /// Hands on a compressed message (servers under test send them whole).
+    fn inflated(
+        &mut self,
+        fin: bool,
+        op: OpCode,
+        payload: &[u8],
+        on: &mut impl FnMut(&mut Conn, Event<'_>),
+    ) -> io::Result<()> {
+        let Some(mut state) = self.inflate.take() else {
+            return Err(io::Error::other("RSV1 without permessage-deflate"));
+        };
+        if !fin || !matches!(op, OpCode::Text | OpCode::Binary) {
+            return Err(io::Error::other("fragmented compressed message"));
+        }
+        let (inflater, out) = &mut *state;
+        out.clear();
+        let result = inflater
+            .feed(payload, out, MAX_FRAME)
+            .and_then(|()| inflater.finish(out, MAX_FRAME));
+        if let Err(e) = result {
+            return Err(io::Error::other(format!("bad compressed message: {e:?}")));
+        }
+        on(self, Event::Message(op, &state.1));
+        self.inflate = Some(state);
+        Ok(())
+    }
+
     /// Makes sure the read buffer can hold a frame of `len` payload bytes.
     pub(crate) fn reserve_frame(&mut self, len: usize) {
         let need = len + 14;
@@ -337,4 +485,30 @@ impl Conn {
             self.rbuf.resize(need * 2, 0);
         }
     }
+}
+
+/// [`Conn::flush`] over TLS: the queued frames become records, which leave in as few
+/// writes as the socket allows.
+fn flush_tls(
+    tls: &mut Session,
+    sock: &mut TcpStream,
+    wbuf: &mut Vec<u8>,
+    wpos: &mut usize,
+) -> io::Result<bool> {
+    if *wpos < wbuf.len() {
+        tls.write_plain(&wbuf[*wpos..])?;
+        wbuf.clear();
+        *wpos = 0;
+    }
+    while tls.wants_write() {
+        match tls.write_tls(sock) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }

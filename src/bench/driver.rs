@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token};
 
 use super::conn::{Conn, Event, State};
+use super::tls::TlsTarget;
 
 pub(crate) struct Driver {
     poll: Poll,
@@ -20,6 +21,7 @@ pub(crate) struct Driver {
     binds: Vec<IpAddr>,
     next_bind: usize,
     seed: u64,
+    tls: Option<TlsTarget>,
 }
 
 impl Driver {
@@ -28,6 +30,7 @@ impl Driver {
         request: Vec<u8>,
         binds: Vec<IpAddr>,
         seed: u64,
+        tls: Option<TlsTarget>,
     ) -> io::Result<Self> {
         Ok(Driver {
             poll: Poll::new()?,
@@ -39,6 +42,7 @@ impl Driver {
             binds,
             next_bind: 0,
             seed,
+            tls,
         })
     }
 
@@ -59,7 +63,7 @@ impl Driver {
             Some(self.binds[self.next_bind])
         };
         self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-        let mut conn = Conn::connect(self.addr, bind, request, self.seed)?;
+        let mut conn = Conn::connect(self.addr, bind, request, self.seed, self.tls.as_ref())?;
         let idx = self.free.pop().unwrap_or(self.conns.len());
         self.poll.registry().register(
             &mut conn.sock,

@@ -13,8 +13,11 @@ mod payload;
 mod report;
 mod sockjs;
 mod stomp_frames;
+mod tls;
 
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use chat::ChatArgs;
@@ -24,8 +27,8 @@ pub use sockjs::SockJsArgs;
 /// Why a bench run could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    /// The URL is not `ws://host:port/path`.
-    #[error("bad url {0:?}: expected ws://host:port/path")]
+    /// The URL is not `ws://host:port/path` or `wss://host:port/path`.
+    #[error("bad url {0:?}: expected ws://host:port/path or wss://host:port/path")]
     Url(String),
     /// `--bind-range` is not `A.B.C.D-A.B.C.E`.
     #[error("bad --bind-range {0:?}: expected e.g. 127.0.0.1-127.0.0.20")]
@@ -97,14 +100,28 @@ pub struct CommonArgs {
     /// connection).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// For a `wss://` URL: the PEM file of the CA to trust (only it; the system's roots
+    /// are not loaded).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Offer permessage-deflate (no context takeover either way) and inflate what the
+    /// server compresses.
+    #[arg(long)]
+    pub deflate: bool,
 }
 
-/// A parsed `ws://` URL.
+/// A blocking byte stream: a TCP socket, or TLS over one.
+pub(crate) trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+/// A parsed `ws://` or `wss://` URL.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     pub(crate) addr: SocketAddr,
     pub(crate) host: String,
     pub(crate) path: String,
+    /// For `wss://`: the client TLS settings.
+    pub(crate) tls: Option<tls::TlsTarget>,
 }
 
 /// Where the engine modes connect when no `--url` is given.
@@ -122,9 +139,11 @@ impl CommonArgs {
         default_path: &str,
     ) -> Result<Target, BenchError> {
         let url = self.url.as_deref().unwrap_or(default_url);
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| BenchError::Url(url.to_owned()))?;
+        let (secure, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err(BenchError::Url(url.to_owned())),
+        };
         let (host, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -135,10 +154,15 @@ impl CommonArgs {
             .ok()
             .and_then(|mut a| a.next())
             .ok_or_else(|| BenchError::Url(url.to_owned()))?;
+        let tls = match secure {
+            true => Some(tls::target_for(self.ca.as_deref(), host)?),
+            false => None,
+        };
         Ok(Target {
             addr,
             host: host.to_owned(),
             path: path.to_owned(),
+            tls,
         })
     }
 
@@ -177,14 +201,17 @@ pub(crate) fn preflight(
     path: &str,
     timeout: Duration,
 ) -> Result<Preflight, BenchError> {
-    use std::io::{Read, Write};
     let fail = |why: String| BenchError::Connect {
         addr: target.addr,
         why,
     };
     let io_fail = |e: std::io::Error| fail(e.to_string().to_lowercase());
-    let mut s = std::net::TcpStream::connect_timeout(&target.addr, timeout).map_err(io_fail)?;
-    s.set_read_timeout(Some(timeout)).map_err(io_fail)?;
+    let sock = std::net::TcpStream::connect_timeout(&target.addr, timeout).map_err(io_fail)?;
+    sock.set_read_timeout(Some(timeout)).map_err(io_fail)?;
+    let mut s: Box<dyn Stream> = match &target.tls {
+        Some(t) => t.stream(sock).map_err(io_fail)?,
+        None => Box::new(sock),
+    };
     s.write_all(&conn::request(&target.host, path))
         .map_err(io_fail)?;
     let mut got = Vec::new();
@@ -227,14 +254,13 @@ pub(crate) fn preflight(
 /// The connection a successful preflight opened, to read the server's first message.
 pub(crate) struct Preflight {
     addr: SocketAddr,
-    sock: std::net::TcpStream,
+    sock: Box<dyn Stream>,
     buf: Vec<u8>,
 }
 
 impl Preflight {
     /// The first text message the server sends (within the socket's read timeout).
     pub(crate) fn first_text(mut self) -> Result<String, BenchError> {
-        use std::io::Read;
         let addr = self.addr;
         let fail = |why: String| BenchError::Connect { addr, why };
         let mut chunk = [0u8; 4096];

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::conn::{request, Event, State};
+use super::conn::{request_offering, Event, State, DEFLATE_OFFER};
 use super::driver::{ns_since, Driver};
 use super::payload::{self, SeqTracker};
 use super::report::{spawn_progress, Progress, Report, Stats};
@@ -116,7 +116,8 @@ fn run_threads(
     let target = common.target(default_url, default_path)?;
     super::preflight(&target, &target.path, super::preflight_timeout(common))?;
     let binds = common.binds()?;
-    let req = request(&target.host, &target.path);
+    let offer = if common.deflate { DEFLATE_OFFER } else { "" };
+    let req = request_offering(&target.host, &target.path, offer);
     let per_thread = Arc::new(per_thread);
     let mut handles = Vec::new();
     for t in 0..common.threads() {
@@ -125,6 +126,7 @@ fn run_threads(
             req.clone(),
             binds.clone(),
             0x9e37_79b9 ^ t as u64,
+            target.tls.clone(),
         )?;
         let f = per_thread.clone();
         handles.push(

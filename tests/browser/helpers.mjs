@@ -19,12 +19,12 @@ export function waitForPort(p, ms) {
   });
 }
 
-/** Debian's chromium, headless, with the flags the project's tests use. */
-export function launchChromium() {
+/** Debian's chromium, headless, with the flags the project's tests use (and `extra`). */
+export function launchChromium(extra = []) {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync", "--no-first-run"],
+      "--disable-component-update", "--disable-sync", "--no-first-run", ...extra],
   });
 }
 
