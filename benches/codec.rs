@@ -1,5 +1,6 @@
 //! Codec benchmarks: unmasking (word-at-a-time vs byte-at-a-time), frame decoding with
-//! message assembly and UTF-8 validation, and handshake parsing.
+//! message assembly and UTF-8 validation, handshake parsing, and permessage-deflate's
+//! per-message compression (what compress-once saves per recipient).
 //!
 //! Run: `cargo bench --bench codec`.
 
@@ -137,8 +138,67 @@ fn handshake(c: &mut Criterion) {
     });
 }
 
+/// One chat-like JSON message of about `size` bytes.
+fn json_message(size: usize) -> Vec<u8> {
+    let mut m = String::from(
+        r#"{"type":"SEND_TO_USER_REQUEST","body":{"msgId":"m1","fromUser":"alice","content":""#,
+    );
+    let words = [
+        "hello",
+        "there",
+        "switchboard",
+        "deflate",
+        "message",
+        "chat",
+    ];
+    let mut i = 0;
+    while m.len() + 3 < size {
+        m.push_str(words[i % words.len()]);
+        m.push(' ');
+        i += 1;
+    }
+    m.push_str(r#""}}"#);
+    m.into_bytes()
+}
+
+fn deflate(c: &mut Criterion) {
+    use switchboard::ws::deflate::{Agreement, Compressor, DeflateConfig};
+    let agreed = Agreement {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        server_window: 15,
+        client_window: 15,
+        response: String::new(),
+    };
+    let cfg = DeflateConfig {
+        enabled: true,
+        ..Default::default()
+    };
+    let mut g = c.benchmark_group("deflate_message");
+    for size in [128usize, 1024, 16 * 1024] {
+        let msg = json_message(size);
+        g.throughput(Throughput::Bytes(msg.len() as u64));
+        // Without context takeover the compressor is reset for every message: this is
+        // the cost a broadcast pays once and a private message pays per recipient.
+        let mut shared = Compressor::new(&agreed, &cfg);
+        g.bench_with_input(BenchmarkId::new("no_takeover", size), &msg, |b, m| {
+            b.iter(|| shared.compress(black_box(m)))
+        });
+        let takeover = Agreement {
+            server_no_context_takeover: false,
+            ..agreed.clone()
+        };
+        let mut own = Compressor::new(&takeover, &cfg);
+        g.bench_with_input(BenchmarkId::new("takeover", size), &msg, |b, m| {
+            b.iter(|| own.compress(black_box(m)))
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    deflate,
     unmask,
     unmask_alignments,
     encode,

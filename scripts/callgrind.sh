@@ -12,6 +12,8 @@
 # (release build), and prints total instructions and instructions per message, delivery
 # or chat message (startup and handshakes included; they are a small share).
 # CG_KEEP=FILE keeps the callgrind profile for callgrind_annotate.
+# TLS=1: the server speaks TLS (a CA and certificate made here with openssl) and the bench
+# connects with wss://. DEFLATE=1: permessage-deflate on both sides (echo/broadcast).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 server="$1"
@@ -24,6 +26,29 @@ case "$mode" in
   broadcast) serve=(echo --listen "127.0.0.1:$port" --workers 1); path=/broadcast ;;
   *) serve=(echo --listen "127.0.0.1:$port" --workers 1); path=/ ;;
 esac
+scheme=ws
+host=127.0.0.1
+client=()
+if [ -n "${TLS:-}" ]; then
+  ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+  openssl req -x509 "${ec[@]}" -days 2 -subj /CN=cg-ca -keyout "$out/ca.key" -out "$out/ca.pem" 2>/dev/null
+  openssl req "${ec[@]}" -subj /CN=localhost -keyout "$out/key.pem" -out "$out/leaf.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n' >"$out/ext"
+  openssl x509 -req -in "$out/leaf.csr" -CA "$out/ca.pem" -CAkey "$out/ca.key" -CAcreateserial \
+    -days 2 -extfile "$out/ext" -out "$out/cert.pem" 2>/dev/null
+  if [ "$mode" = chat ]; then
+    serve+=(--set "tls.cert=$out/cert.pem" --set "tls.key=$out/key.pem")
+  else
+    serve+=(--tls-cert "$out/cert.pem" --tls-key "$out/key.pem")
+  fi
+  scheme=wss
+  host=localhost
+  client+=(--ca "$out/ca.pem")
+fi
+if [ -n "${DEFLATE:-}" ]; then
+  serve+=(--deflate)
+  client+=(--deflate)
+fi
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" \
   "$server" "${serve[@]}" >/dev/null 2>"$out/server.err" &
 vg=$!
@@ -35,7 +60,7 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 sleep 1
-target/release/switchboard bench "$mode" "$@" --url "ws://127.0.0.1:$port$path" \
+target/release/switchboard bench "$mode" "$@" "${client[@]}" --url "$scheme://$host:$port$path" \
   --warmup 0.5 --duration 8 --json >"$out/bench.json" 2>/dev/null
 kill -TERM "$vg"
 wait "$vg" || true
