@@ -163,13 +163,7 @@ fn json_message(size: usize) -> Vec<u8> {
 
 fn deflate(c: &mut Criterion) {
     use switchboard::ws::deflate::{Agreement, Compressor, DeflateConfig};
-    let agreed = Agreement {
-        server_no_context_takeover: true,
-        client_no_context_takeover: true,
-        server_window: 15,
-        client_window: 15,
-        response: String::new(),
-    };
+    let agreed = Agreement::no_context_takeover();
     let cfg = DeflateConfig {
         enabled: true,
         ..Default::default()

@@ -374,13 +374,7 @@ impl Conn {
             if head.contains("sec-websocket-extensions: permessage-deflate") {
                 // Our offer asked the server not to keep context: each message inflates
                 // on its own, with a stream borrowed for that message.
-                let agreed = Agreement {
-                    server_no_context_takeover: true,
-                    client_no_context_takeover: true,
-                    server_window: 15,
-                    client_window: 15,
-                    response: String::new(),
-                };
+                let agreed = Agreement::no_context_takeover();
                 self.inflate = Some(Box::new((Inflater::new(&agreed), Vec::new())));
             }
             self.state = State::Open;

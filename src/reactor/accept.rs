@@ -15,7 +15,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
 
 use super::worker::{Conn, Proto, Worker};
-use crate::conn::{Http1, OutQueue};
+use crate::conn::Http1;
 use crate::io::Io;
 use crate::metrics::bump;
 use crate::rawframe::RawFraming;
@@ -139,17 +139,9 @@ impl Worker {
             // Its slot, reserved above, is the one `open_raw` fills.
             return self.open_raw(&spec, io, peer, generation);
         }
-        self.conns.insert(Conn {
-            io,
-            generation,
-            proto: Proto::Http(Box::new(Http1::new(now))),
-            out: OutQueue::default(),
-            deadline: None,
-            ip: peer.ip(),
-            read_paused: false,
-            write_shut: false,
-            dirty: false,
-        });
+        let http = Proto::Http(Box::new(Http1::new(now)));
+        self.conns
+            .insert(Conn::new(io, generation, http, peer.ip()));
         self.admission.accepted(peer.ip());
         bump(&self.metrics.connections_open, 1);
         bump(&self.metrics.connections_total, 1);

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use super::accept::ListenerSpec;
 use super::session::Session;
 use super::worker::{Conn, Open, Proto, Worker};
-use crate::conn::{Closing, Link, OutQueue, Raw};
+use crate::conn::{Closing, Link, Raw};
 use crate::http::{HttpResponse, Request};
 use crate::io::Io;
 use crate::metrics::bump;
@@ -60,17 +60,7 @@ impl Worker {
             }),
             false => Vec::new(),
         };
-        let mut conn = Conn {
-            io,
-            generation,
-            proto: Proto::Closing(Closing::new(now, 0)),
-            out: OutQueue::default(),
-            deadline: None,
-            ip,
-            read_paused: false,
-            write_shut: false,
-            dirty: false,
-        };
+        let mut conn = Conn::new(io, generation, Proto::Closing(Closing::new(now, 0)), ip);
         if let Err(resp) = verdict {
             if actions.capacity() > 0 {
                 actions.clear();

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use super::session::Session;
 use super::worker::{Conn, Open, Proto, Worker};
-use crate::conn::{Link, OutQueue, Ws};
+use crate::conn::{Link, Ws};
 use crate::http::Request;
 use crate::id::ConnId;
 use crate::io::{Io, Wire};
@@ -58,20 +58,13 @@ impl Worker {
         wire.opened(id, now);
         self.settle_broadcasts();
         let limits = self.ws_cfg.limits;
-        let slot = self.conns.insert(Conn {
-            io: Io::virtual_wire(wire),
-            generation,
-            proto: Proto::Open(Box::new(Open {
-                link: Link::Ws(Ws::new(limits, now)),
-                session,
-            })),
-            out: OutQueue::default(),
-            deadline: None,
-            ip,
-            read_paused: false,
-            write_shut: false,
-            dirty: false,
-        });
+        let open = Proto::Open(Box::new(Open {
+            link: Link::Ws(Ws::new(limits, now)),
+            session,
+        }));
+        let slot = self
+            .conns
+            .insert(Conn::new(Io::virtual_wire(wire), generation, open, ip));
         bump(&self.metrics.connections_open, 1);
         bump(&self.metrics.connections_total, 1);
         tracing::debug!(worker = self.index, slot, path = %req.path, "virtual connection open");

@@ -86,6 +86,21 @@ pub(super) struct Conn {
 }
 
 impl Conn {
+    /// A connection on `io` in machine `proto`, with nothing queued or scheduled yet.
+    pub(super) fn new(io: Io, generation: u32, proto: Proto, ip: IpAddr) -> Conn {
+        Conn {
+            io,
+            generation,
+            proto,
+            out: OutQueue::default(),
+            deadline: None,
+            ip,
+            read_paused: false,
+            write_shut: false,
+            dirty: false,
+        }
+    }
+
     /// The open WebSocket, if this connection is one and has not begun to close.
     pub(super) fn open_mut(&mut self) -> Option<&mut Open> {
         match &mut self.proto {

@@ -24,6 +24,21 @@ pub struct Agreement {
     pub response: String,
 }
 
+impl Agreement {
+    /// No context takeover either way, 15-bit windows: what a client that offered
+    /// `server_no_context_takeover; client_no_context_takeover` gets from a server with
+    /// the default settings (the bench client's terms).
+    pub fn no_context_takeover() -> Agreement {
+        Agreement {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            server_window: 15,
+            client_window: 15,
+            response: String::new(),
+        }
+    }
+}
+
 /// One offer's parameters.
 #[derive(Debug, Default)]
 struct Offer {
