@@ -61,7 +61,7 @@ for _ in $(seq 1 100); do
 done
 sleep 1
 target/release/switchboard bench "$mode" "$@" "${client[@]}" --url "$scheme://$host:$port$path" \
-  --warmup 0.5 --duration 8 --json >"$out/bench.json" 2>/dev/null
+  --warmup 0.5 --duration "${DURATION:-8}" --json >"$out/bench.json" 2>/dev/null
 kill -TERM "$vg"
 wait "$vg" || true
 trap - EXIT

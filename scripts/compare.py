@@ -18,10 +18,12 @@ switchboard, tokio-tungstenite, uws (needs --uws), and the variants switchboard+
 tokio-tungstenite+tls (wss://: both on rustls with aws-lc-rs, a certificate made here with
 openssl and trusted by the bench client through --ca) and switchboard+deflate
 (permessage-deflate on; the bench client offers it without context takeover and inflates).
-The ratio columns compare the first server with each other one.
+The ratio columns compare the first server with each other one. A switchboard server
+named with `@before` (`switchboard+tls@before`) runs the binary given with --before
+instead of this checkout's, on its own port: two builds side by side, A B A B.
 
 Usage: scripts/compare.py [--rounds N] [--duration S] [--only NAME ...] [--servers NAME ...]
-                          [--uws BIN] [--json FILE]
+                          [--before BIN] [--uws BIN] [--json FILE]
 """
 import argparse
 import json
@@ -42,6 +44,12 @@ PORT = {
 }
 UWS = None  # path of a locally built uWebSockets peer, from --uws
 CERTS = None  # directory with ca.pem, cert.pem, key.pem once a +tls server is asked for
+BEFORE = None  # another switchboard binary, for servers named `...@before`
+
+
+def port_of(server):
+    base, _, tag = server.partition("@")
+    return PORT[base] + (100 if tag else 0)
 
 
 def make_certs():
@@ -67,10 +75,12 @@ def build():
 
 
 def start(server):
-    port = PORT[server]
+    port = port_of(server)
+    sb = BEFORE if server.endswith("@before") else SB
+    server = server.partition("@")[0]
     tls = [os.path.join(CERTS, "cert.pem"), os.path.join(CERTS, "key.pem")] if server.endswith("+tls") else []
     if server.startswith("switchboard"):
-        cmd = [SB, "echo", "--listen", f"127.0.0.1:{port}", "--workers", "1"]
+        cmd = [sb, "echo", "--listen", f"127.0.0.1:{port}", "--workers", "1"]
         if tls:
             cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         if server.endswith("+deflate"):
@@ -151,12 +161,14 @@ def run_once(server, name, duration):
     try:
         time.sleep(0.3)
         path = "/broadcast" if args[0] == "broadcast" else "/"
-        url = f"ws://127.0.0.1:{PORT[server]}{path}"
+        port = port_of(server)
+        kind = server.partition("@")[0]
+        url = f"ws://127.0.0.1:{port}{path}"
         client = []
-        if server.endswith("+tls"):
-            url = f"wss://localhost:{PORT[server]}{path}"
+        if kind.endswith("+tls"):
+            url = f"wss://localhost:{port}{path}"
             client = ["--ca", os.path.join(CERTS, "ca.pem")]
-        if server.endswith("+deflate"):
+        if kind.endswith("+deflate"):
             client = ["--deflate"]
         cmd = ["taskset", "-c", "1", SB, "bench"] + args + client + [
             "--url", url,
@@ -189,13 +201,15 @@ def run_once(server, name, duration):
 
 
 def main():
-    global UWS, CERTS
+    global UWS, CERTS, BEFORE
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--uws", help="a locally built uWebSockets peer binary (see the docstring)")
-    ap.add_argument("--servers", nargs="*", choices=sorted(PORT))
+    ap.add_argument("--servers", nargs="*",
+                    choices=sorted(PORT) + [f"{s}@before" for s in PORT if s.startswith("switchboard")])
+    ap.add_argument("--before", help="another switchboard binary, for the @before servers")
     ap.add_argument("--json")
     a = ap.parse_args()
     build()
@@ -204,7 +218,11 @@ def main():
         UWS = os.path.abspath(a.uws)
     if "uws" in servers and not UWS:
         ap.error("uws needs --uws BIN")
-    if any(s.endswith("+tls") for s in servers):
+    if a.before:
+        BEFORE = os.path.abspath(a.before)
+    if any(s.endswith("@before") for s in servers) and not BEFORE:
+        ap.error("@before servers need --before BIN")
+    if any(s.partition("@")[0].endswith("+tls") for s in servers):
         CERTS = make_certs()
     names = a.only or list(SCENARIOS)
     results = {n: {s: [] for s in servers} for n in names}

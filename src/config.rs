@@ -261,6 +261,10 @@ impl Config {
         if let Err(e) = self.deflate.check() {
             return Err(ConfigError::Invalid(e));
         }
+        if self.tls.is_some() && self.read_buffer_size < 40 * 1024 {
+            // Half of it takes TLS bytes, which must hold a whole 16 KiB record.
+            return bad("read_buffer_size must be at least 40960 with [tls]");
+        }
         if self.tls.is_some() && !cfg!(feature = "tls") {
             return bad("[tls] is set but this build has no TLS (cargo feature `tls`)");
         }

@@ -202,3 +202,79 @@ fn bad_or_missing_files_stop_the_start_with_the_path() {
     let err = start(&cert, &cert).unwrap_err().to_string();
     assert!(err.contains("private key"), "{err}");
 }
+
+#[test]
+fn tls_1_2_clients_are_served_too() {
+    let ca = TestCa::new("switchboard test CA");
+    let dir = temp_dir("tls12");
+    let (cert, key, _) = ca.write_server_files(&dir, "localhost");
+    let server = start_echo(tls_config(cert, key));
+    let config = ca.client_config_for(&[&rustls::version::TLS12]);
+    let mut ws = wss(server.local_addr(), "/echo", config);
+    assert_eq!(
+        ws.get_ref().conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    let big = "x".repeat(100_000);
+    for msg in ["small", big.as_str()] {
+        ws.send(Message::text(msg)).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::text(msg));
+    }
+    server.stop();
+}
+
+#[test]
+fn a_record_split_across_reads_survives_the_server_writing_in_between() {
+    // The session holds the first half of a record when a broadcast makes the server
+    // encrypt and write: the half must still be there for the second half to complete.
+    let ca = TestCa::new("switchboard test CA");
+    let dir = temp_dir("split");
+    let (cert, key, _) = ca.write_server_files(&dir, "localhost");
+    let server = start_echo(tls_config(cert, key));
+    let addr = server.local_addr();
+    let mut a = wss(addr, "/broadcast", ca.client_config());
+    let mut b = wss(addr, "/broadcast", ca.client_config());
+
+    // A's next message, encrypted but held back.
+    let frame = switchboard::ws::encode_client_frame(
+        true,
+        switchboard::ws::OpCode::Text,
+        b"from a, in two halves",
+        [1, 2, 3, 4],
+    );
+    let stream = a.get_mut();
+    stream.conn.writer().write_all(&frame).unwrap();
+    let mut record = Vec::new();
+    while stream.conn.wants_write() {
+        stream.conn.write_tls(&mut record).unwrap();
+    }
+    let half = record.len() / 2;
+    stream.sock.write_all(&record[..half]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+
+    // B broadcasts: the server writes to A while A's record is half in.
+    b.send(Message::text("from b")).unwrap();
+    assert_eq!(a.read().unwrap(), Message::text("from b"));
+    assert_eq!(b.read().unwrap(), Message::text("from b"));
+
+    // The rest of A's record: the message arrives whole, to both.
+    a.get_mut().sock.write_all(&record[half..]).unwrap();
+    assert_eq!(a.read().unwrap(), Message::text("from a, in two halves"));
+    assert_eq!(b.read().unwrap(), Message::text("from a, in two halves"));
+    server.stop();
+}
+
+#[test]
+fn a_tls_listener_needs_a_read_buffer_that_holds_a_record() {
+    let ca = TestCa::new("switchboard test CA");
+    let dir = temp_dir("small-buffer");
+    let (cert, key, _) = ca.write_server_files(&dir, "localhost");
+    let config = Config {
+        read_buffer_size: 16 * 1024,
+        ..tls_config(cert, key)
+    };
+    let err = switchboard::echo::echo_server(config)
+        .start()
+        .expect_err("refused");
+    assert!(err.to_string().contains("read_buffer_size"), "{err}");
+}

@@ -168,7 +168,7 @@ impl Io {
                 }
             },
             #[cfg(feature = "tls")]
-            Io::Tls(t) => t.read(buf),
+            Io::Tls(t) => t.read(buf, until_blocked),
             Io::Virtual(_) => Ok(ReadOutcome::Blocked),
         }
     }

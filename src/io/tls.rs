@@ -8,7 +8,9 @@
 //!
 //! The write path keeps the plain socket's "one write per wake-up": everything the
 //! connection has queued is encrypted first (small frames gathered into one record),
-//! then the records leave in one vectored `write_tls`.
+//! then the records leave in one write. The session uses rustls' unbuffered API, so the
+//! buffers are the worker's (its read buffer, a spare output buffer per thread) and an
+//! idle connection holds none.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -18,9 +20,11 @@ use std::sync::{Arc, RwLock};
 use mio::net::TcpStream;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::UnbufferedServerConnection;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::ServerConfig;
 
 use super::ReadOutcome;
 use crate::conn::{OutQueue, StoragePool};
@@ -121,14 +125,8 @@ impl TlsAcceptor {
 
     /// A session for a connection just accepted (the socket back on failure).
     pub(crate) fn session(&self, sock: TcpStream) -> Result<TlsIo, (TcpStream, io::Error)> {
-        match ServerConnection::new(self.config.clone()) {
-            Ok(conn) => Ok(TlsIo {
-                sock,
-                conn,
-                peeked: false,
-                eof: false,
-                handshake_reported: false,
-            }),
+        match UnbufferedServerConnection::new(self.config.clone()) {
+            Ok(conn) => Ok(TlsIo::new(sock, conn)),
             Err(e) => Err((sock, io::Error::other(e))),
         }
     }
@@ -176,13 +174,23 @@ pub(crate) enum TlsFailure {
     Handshake,
 }
 
-/// One connection's TLS session and its socket.
+/// One connection's TLS session and its socket, on rustls' unbuffered API: the
+/// connection holds TLS bytes only while a record is incomplete or its output is not
+/// yet written, so an idle session is its keys and state and no buffer (the buffered
+/// API keeps a 4 KiB receive buffer for the connection's whole life).
 pub(crate) struct TlsIo {
     sock: TcpStream,
-    conn: ServerConnection,
+    conn: UnbufferedServerConnection,
+    /// The start of a record (or a handshake flight) whose rest has not arrived; empty,
+    /// with no allocation, between records.
+    incoming: Vec<u8>,
+    /// Records not yet written (handshake messages, alerts, encrypted output), from
+    /// `out_pos`; given back to the thread's spare once written.
+    outgoing: Vec<u8>,
+    out_pos: usize,
     /// The first bytes were looked at for plain HTTP.
     peeked: bool,
-    /// The socket reported end of stream.
+    /// The socket reported end of stream, or the peer sent close_notify.
     eof: bool,
     /// The finished handshake was reported once.
     handshake_reported: bool,
@@ -199,7 +207,48 @@ impl std::fmt::Debug for TlsIo {
 /// The answer to a plain HTTP request on a TLS port (nginx gives a page like it).
 const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 56\r\nConnection: close\r\n\r\nThis port speaks TLS: use https:// or wss:// to reach it\n";
 
+/// Most encrypted bytes queued before they are written: the output queue keeps the rest
+/// of its plaintext until these have gone.
+const OUTGOING_MAX: usize = 256 * 1024;
+
+thread_local! {
+    /// A worker's spare output buffer: a connection takes it to encrypt into and gives
+    /// it back once its records are written, so writing allocates nothing per turn.
+    static SPARE_OUT: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+fn take_spare() -> Vec<u8> {
+    SPARE_OUT.with(|s| s.take())
+}
+
+fn give_spare(mut v: Vec<u8>) {
+    v.clear();
+    if v.capacity() <= OUTGOING_MAX + 64 * 1024 {
+        SPARE_OUT.with(|s| {
+            let old = s.take();
+            s.set(if old.capacity() >= v.capacity() {
+                old
+            } else {
+                v
+            });
+        });
+    }
+}
+
 impl TlsIo {
+    fn new(sock: TcpStream, conn: UnbufferedServerConnection) -> TlsIo {
+        TlsIo {
+            sock,
+            conn,
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
+            out_pos: 0,
+            peeked: false,
+            eof: false,
+            handshake_reported: false,
+        }
+    }
+
     pub(crate) fn socket(&mut self) -> &mut TcpStream {
         &mut self.sock
     }
@@ -220,13 +269,13 @@ impl TlsIo {
 
     /// Whether encrypted bytes wait to be written (handshake messages, alerts).
     pub(crate) fn wants_write(&self) -> bool {
-        self.conn.wants_write()
+        self.out_pos < self.outgoing.len()
     }
 
-    /// Decrypts into `buf`: plaintext already decrypted first, then the socket's bytes.
-    /// Says `more` until the socket would block, since a record may hold more than
-    /// `buf` takes.
-    pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<ReadOutcome> {
+    /// Decrypts into `buf`: TLS bytes are read into its second half (after what is left
+    /// of an incomplete record) and their plaintext is copied to its start. `more` until
+    /// the socket has given all it had (or always, with `until_blocked`).
+    pub(crate) fn read(&mut self, buf: &mut [u8], until_blocked: bool) -> io::Result<ReadOutcome> {
         if !self.peeked {
             self.peeked = true;
             if self.speaks_plain_http()? {
@@ -235,29 +284,91 @@ impl TlsIo {
                 return Err(failure(TlsFailure::PlainHttp, "plain HTTP on a TLS port"));
             }
         }
+        let half = buf.len() / 2;
+        let (plain, tls) = buf.split_at_mut(half);
         loop {
-            match self.conn.reader().read(buf) {
-                Ok(0) => return Ok(ReadOutcome::Eof),
-                Ok(n) => return Ok(ReadOutcome::Data { n, more: true }),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(ReadOutcome::Eof),
-                Err(e) => return Err(e),
-            }
             if self.eof {
                 return Ok(ReadOutcome::Eof);
             }
-            match self.conn.read_tls(&mut self.sock) {
+            let mut filled = self.incoming.len();
+            if filled >= tls.len() {
+                let why = "a TLS record or handshake flight larger than the read buffer";
+                return Err(failure(TlsFailure::Handshake, why));
+            }
+            tls[..filled].copy_from_slice(&self.incoming);
+            self.incoming = Vec::new();
+            let mut drained = false;
+            match self.sock.read(&mut tls[filled..]) {
                 Ok(0) => self.eof = true,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Blocked),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(n) => {
+                    drained = filled + n < tls.len();
+                    filled += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-            if let Err(e) = self.conn.process_new_packets() {
-                // The alert rustls queued tells the peer why; best effort.
-                let _ = self.conn.write_tls(&mut self.sock);
-                return Err(failure(TlsFailure::Handshake, &e.to_string()));
+            let mut n = 0;
+            let used = match self.process(&mut tls[..filled], plain, &mut n) {
+                Ok(used) => used,
+                // No alert: after an error rustls' unbuffered state may no longer match
+                // the bytes held, and the peer learns enough from the close.
+                Err(e) => return Err(failure(TlsFailure::Handshake, &e.to_string())),
+            };
+            if used < filled {
+                self.incoming = tls[used..filled].to_vec();
             }
+            if n > 0 {
+                let more = until_blocked || self.eof || !drained;
+                return Ok(ReadOutcome::Data { n, more });
+            }
+            if drained && !self.eof {
+                return Ok(ReadOutcome::Blocked);
+            }
+        }
+    }
+
+    /// Feeds `tls` to the session until it needs more: plaintext is appended to
+    /// `plain[*n..]`, handshake records to `outgoing`. Returns how many bytes of `tls` were
+    /// used; the rest is an incomplete record.
+    fn process(
+        &mut self,
+        tls: &mut [u8],
+        plain: &mut [u8],
+        n: &mut usize,
+    ) -> Result<usize, rustls::Error> {
+        let mut used = 0;
+        loop {
+            let UnbufferedStatus { mut discard, state } =
+                process_records(&mut self.conn, &mut tls[used..])?;
+            match state? {
+                ConnectionState::ReadTraffic(mut records) => {
+                    while let Some(record) = records.next_record() {
+                        let record = record?;
+                        discard += record.discard;
+                        let p = record.payload;
+                        // Plaintext is never longer than the records it came in, which
+                        // all fit in `tls`, as long as `plain`.
+                        let Some(dst) = plain.get_mut(*n..*n + p.len()) else {
+                            return Err(rustls::Error::General("plaintext overflow".into()));
+                        };
+                        dst.copy_from_slice(p);
+                        *n += p.len();
+                    }
+                }
+                ConnectionState::EncodeTlsData(mut data) => encode(&mut data, &mut self.outgoing)?,
+                // The records go out with the connection's next write.
+                ConnectionState::TransmitTlsData(sent) => sent.done(),
+                ConnectionState::PeerClosed | ConnectionState::Closed => {
+                    self.eof = true;
+                    return Ok(used + discard);
+                }
+                ConnectionState::BlockedHandshake | ConnectionState::WriteTraffic(_) => {
+                    return Ok(used + discard);
+                }
+                _ => return Err(rustls::Error::General("unexpected TLS state".into())),
+            }
+            used += discard;
         }
     }
 
@@ -286,60 +397,185 @@ impl TlsIo {
     ) -> io::Result<(bool, usize)> {
         let mut taken = 0;
         loop {
-            let mut n = 0;
-            if !out.is_empty() {
-                n = out.flush(&mut Plaintext(&mut self.conn), pool)?.1;
-                taken += n;
+            if !self.write_out()? {
+                return Ok((false, taken));
             }
-            if n == 0 && !self.conn.wants_write() {
-                // Nothing taken and nothing to write: rustls holds plaintext back until
-                // the handshake is done.
+            if out.is_empty() || self.conn.is_handshaking() {
+                // Plaintext waits for the handshake.
                 return Ok((out.is_empty(), taken));
             }
-            while self.conn.wants_write() {
-                match self.conn.write_tls(&mut self.sock) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((false, taken)),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if out.is_empty() {
-                return Ok((true, taken));
+            let mut sink = Encrypt {
+                conn: &mut self.conn,
+                incoming: &mut self.incoming,
+                outgoing: &mut self.outgoing,
+            };
+            let n = out.flush(&mut sink, pool)?.1;
+            taken += n;
+            if n == 0 && !self.wants_write() {
+                return Ok((out.is_empty(), taken));
             }
         }
+    }
+
+    /// Writes the queued records: whether they all went.
+    fn write_out(&mut self) -> io::Result<bool> {
+        while self.out_pos < self.outgoing.len() {
+            match self.sock.write(&self.outgoing[self.out_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.outgoing.capacity() > 0 {
+            give_spare(std::mem::take(&mut self.outgoing));
+        }
+        self.out_pos = 0;
+        Ok(true)
     }
 
     /// Sends close_notify, then ends our side of the TCP stream.
     pub(crate) fn shutdown_write(&mut self) {
-        self.conn.send_close_notify();
-        while self.conn.wants_write() {
-            match self.conn.write_tls(&mut self.sock) {
-                Ok(n) if n > 0 => {}
-                _ => break,
+        if let Ok(status) = process_records(&mut self.conn, &mut self.incoming) {
+            if let Ok(ConnectionState::WriteTraffic(mut traffic)) = status.state {
+                let _ = grow_into(&mut self.outgoing, 64, |buf| {
+                    traffic.queue_close_notify(buf)
+                });
             }
         }
+        let _ = self.write_out();
         let _ = self.sock.shutdown(Shutdown::Write);
     }
 }
 
-/// Plaintext into the session: rustls encrypts as it takes. A full send buffer reads
-/// as `WouldBlock`, so the output queue keeps the rest for after `write_tls`.
-struct Plaintext<'a>(&'a mut ServerConnection);
+/// `conn.process_tls_records(incoming)`, with a panic inside rustls (a bug, but one a
+/// peer might reach) contained to this connection instead of the worker.
+fn process_records<'c, 'i>(
+    conn: &'c mut UnbufferedServerConnection,
+    incoming: &'i mut [u8],
+) -> Result<UnbufferedStatus<'c, 'i, rustls::server::ServerConnectionData>, rustls::Error> {
+    let common: &'c mut rustls::unbuffered::UnbufferedConnectionCommon<_> = conn;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let common = common;
+        common.process_tls_records(incoming)
+    }))
+    .map_err(|_| rustls::Error::General("rustls panicked on this connection's input".into()))
+}
 
-impl Write for Plaintext<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.0.writer().write(buf)? {
-            0 if !buf.is_empty() => Err(io::ErrorKind::WouldBlock.into()),
-            n => Ok(n),
+/// Appends a handshake record to `outgoing`.
+fn encode(
+    data: &mut rustls::unbuffered::EncodeTlsData<'_, rustls::server::ServerConnectionData>,
+    outgoing: &mut Vec<u8>,
+) -> Result<(), rustls::Error> {
+    grow_into(outgoing, 4096, |buf| match data.encode(buf) {
+        Ok(n) => Ok(n),
+        Err(EncodeError::InsufficientSize(e)) => Err(e.required_size),
+        Err(EncodeError::AlreadyEncoded) => Ok(0),
+    })
+    .map(|_| ())
+    .map_err(|_| rustls::Error::General("TLS output too large".into()))
+}
+
+/// Appends what `write` puts in a buffer to `outgoing`: `hint` bytes of room first, more
+/// if `write` asks (`Err(required)`). The buffer comes from the thread's spare when
+/// `outgoing` has none.
+fn grow_into<E: RequiredSize>(
+    outgoing: &mut Vec<u8>,
+    hint: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, E>,
+) -> Result<usize, E> {
+    if outgoing.capacity() == 0 {
+        *outgoing = take_spare();
+    }
+    let start = outgoing.len();
+    let mut room = hint;
+    loop {
+        outgoing.resize(start + room, 0);
+        match write(&mut outgoing[start..]) {
+            Ok(n) => {
+                outgoing.truncate(start + n);
+                return Ok(n);
+            }
+            Err(e) => match e.required() {
+                Some(need) if need > room => room = need,
+                _ => {
+                    outgoing.truncate(start);
+                    return Err(e);
+                }
+            },
         }
     }
+}
 
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match self.0.writer().write_vectored(bufs)? {
-            0 if bufs.iter().any(|b| !b.is_empty()) => Err(io::ErrorKind::WouldBlock.into()),
-            n => Ok(n),
+/// An error that may say how much room was missing.
+trait RequiredSize {
+    fn required(&self) -> Option<usize>;
+}
+
+impl RequiredSize for usize {
+    fn required(&self) -> Option<usize> {
+        Some(*self)
+    }
+}
+
+impl RequiredSize for EncryptError {
+    fn required(&self) -> Option<usize> {
+        match self {
+            EncryptError::InsufficientSize(e) => Some(e.required_size),
+            _ => None,
+        }
+    }
+}
+
+/// Plaintext into the session: each write is encrypted into `outgoing` as records. Past
+/// [`OUTGOING_MAX`] queued bytes it reads as `WouldBlock`, so the output queue keeps the
+/// rest until the records are written.
+struct Encrypt<'a> {
+    conn: &'a mut UnbufferedServerConnection,
+    /// The incomplete record the session has seen part of: every call must show it the
+    /// bytes it has not discarded.
+    incoming: &'a mut Vec<u8>,
+    outgoing: &'a mut Vec<u8>,
+}
+
+impl Write for Encrypt<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.outgoing.len() >= OUTGOING_MAX {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let take = buf.len().min(OUTGOING_MAX);
+        loop {
+            let status = process_records(self.conn, self.incoming).map_err(io::Error::other)?;
+            if status.discard > 0 {
+                // Only an incomplete record is ever held, so nothing is discarded in
+                // practice; were it, the state that said so is done with.
+                let discard = status.discard;
+                let state = status.state;
+                drop(state);
+                self.incoming.drain(..discard.min(self.incoming.len()));
+                continue;
+            }
+            match status.state.map_err(io::Error::other)? {
+                ConnectionState::WriteTraffic(mut traffic) => {
+                    // A record per 16 KiB, each with a header, a tag and a type byte.
+                    let hint = take + (take / 16384 + 1) * 64;
+                    grow_into(self.outgoing, hint, |out| {
+                        traffic.encrypt(&buf[..take], out)
+                    })
+                    .map_err(|e| io::Error::other(format!("{e:?}")))?;
+                    return Ok(take);
+                }
+                // A key update or a ticket to send first.
+                ConnectionState::EncodeTlsData(mut data) => {
+                    encode(&mut data, self.outgoing).map_err(io::Error::other)?
+                }
+                ConnectionState::TransmitTlsData(sent) => sent.done(),
+                _ => return Err(io::ErrorKind::WouldBlock.into()),
+            }
         }
     }
 

@@ -70,11 +70,19 @@ impl TestCa {
 
     /// A rustls client configuration trusting this CA only.
     pub fn client_config(&self) -> Arc<ClientConfig> {
+        self.client_config_for(rustls::DEFAULT_VERSIONS)
+    }
+
+    /// The same, speaking only `versions` (TLS 1.2 alone, say).
+    pub fn client_config_for(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();
         roots.add(self.der.clone()).unwrap();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
