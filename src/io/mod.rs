@@ -10,8 +10,8 @@
 //! The read rule belongs here because it is a property of the transport: on a plain TCP
 //! socket a read that returns less than the buffer means the kernel handed over all it
 //! had, and a new edge will come for new bytes, so the caller may stop without paying a
-//! syscall for `WouldBlock`. A TLS session may hold decrypted bytes after a short read,
-//! so it will say "more" until the socket blocks.
+//! syscall for `WouldBlock`. A TLS session (on rustls' unbuffered API) holds no decrypted
+//! bytes between reads, so the same rule holds for it.
 //!
 //! A connection may also have no socket on this worker at all: a [`Wire`] (a SockJS
 //! session carried by a series of HTTP requests, say) takes what the connection writes
