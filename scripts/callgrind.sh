@@ -14,6 +14,8 @@
 # CG_KEEP=FILE keeps the callgrind profile for callgrind_annotate.
 # TLS=1: the server speaks TLS (a CA and certificate made here with openssl) and the bench
 # connects with wss://. DEFLATE=1: permessage-deflate on both sides (echo/broadcast).
+# DURATION=S measures for S seconds instead of 8: two runs of different lengths, their
+# difference over the difference in messages, cancel the fixed costs (startup, handshakes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 server="$1"
