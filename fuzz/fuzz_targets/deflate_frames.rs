@@ -14,16 +14,16 @@
 //! byte at a time too, and the outcome must be the same.
 #![no_main]
 
+#[path = "common/deltas.rs"]
+mod deltas;
+
+use deltas::split_deltas;
 use libfuzzer_sys::fuzz_target;
 use switchboard::ws::deflate::{negotiate, Compressor, DeflateConfig, Inflater};
 use switchboard::ws::{encode_client_frame, Decoder, DecoderLimits, Incoming, OpCode, Role};
 
 fuzz_target!(|data: &[u8]| {
-    let cfg = data.first().copied().unwrap_or(0);
-    let n = data.get(1).map_or(0, |b| (b % 9) as usize);
-    let header = (2 + n).min(data.len());
-    let deltas = &data[2.min(data.len())..header];
-    let body = &data[header..];
+    let (cfg, deltas, body) = split_deltas(data);
 
     let takeover = cfg & 1 != 0;
     let limits = if cfg & 2 != 0 {
@@ -64,7 +64,11 @@ fuzz_target!(|data: &[u8]| {
 
     let whole = decode(&agreement, limits, &frames, &[]);
     let every: Vec<usize> = (1..frames.len()).collect();
-    assert_eq!(decode(&agreement, limits, &frames, &every), whole, "byte-at-a-time differs");
+    assert_eq!(
+        decode(&agreement, limits, &frames, &every),
+        whole,
+        "byte-at-a-time differs"
+    );
 
     match &whole {
         Ok(msgs) => {
@@ -97,9 +101,16 @@ fn fragment(payload: &[u8], deltas: &[u8]) -> Vec<u8> {
     }
     let mut out = Vec::new();
     let mut start = 0;
-    let ends: Vec<usize> = cuts.into_iter().chain(std::iter::once(payload.len())).collect();
+    let ends: Vec<usize> = cuts
+        .into_iter()
+        .chain(std::iter::once(payload.len()))
+        .collect();
     for (i, &end) in ends.iter().enumerate() {
-        let op = if i == 0 { OpCode::Binary } else { OpCode::Continuation };
+        let op = if i == 0 {
+            OpCode::Binary
+        } else {
+            OpCode::Continuation
+        };
         let fin = i + 1 == ends.len();
         let mut frame = encode_client_frame(fin, op, &payload[start..end], [7, 3, 1, 9]);
         if i == 0 {

@@ -14,6 +14,10 @@
 //! (control payloads <= 125 bytes, valid close codes, messages within the limits).
 #![no_main]
 
+#[path = "common/deltas.rs"]
+mod deltas;
+
+use deltas::split_deltas;
 use libfuzzer_sys::fuzz_target;
 use switchboard::ws::{is_valid_close_code, Decoder, DecoderLimits, Incoming, ProtocolError, Role};
 
@@ -24,11 +28,7 @@ struct Outcome {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let cfg = data.first().copied().unwrap_or(0);
-    let n = data.get(1).map_or(0, |b| (b % 9) as usize);
-    let header = (2 + n).min(data.len());
-    let deltas = &data[2.min(data.len())..header];
-    let stream = &data[header..];
+    let (cfg, deltas, stream) = split_deltas(data);
 
     let role = if cfg & 1 == 0 {
         Role::Server
@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
         },
     };
 
-    let mut cuts = Vec::with_capacity(n);
+    let mut cuts = Vec::with_capacity(deltas.len());
     let mut pos = 0usize;
     for &d in deltas {
         pos = (pos + d as usize).min(stream.len());

@@ -11,6 +11,10 @@
 //! the error are the same fed whole, split at the cut points, and one byte at a time.
 #![no_main]
 
+#[path = "common/deltas.rs"]
+mod deltas;
+
+use deltas::split_deltas;
 use libfuzzer_sys::fuzz_target;
 use switchboard::rawframe::{encode, RawDecoder, RawError, RawFraming};
 
@@ -34,11 +38,7 @@ fn run(framing: RawFraming, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Option<RawError>
 }
 
 fuzz_target!(|data: &[u8]| {
-    let cfg = data.first().copied().unwrap_or(0);
-    let n = data.get(1).map_or(0, |b| (b % 9) as usize);
-    let header = (2 + n).min(data.len());
-    let deltas = &data[2.min(data.len())..header];
-    let body = &data[header..];
+    let (cfg, deltas, body) = split_deltas(data);
     let framing = if cfg & 1 != 0 {
         RawFraming::LengthPrefix
     } else {
@@ -52,7 +52,10 @@ fuzz_target!(|data: &[u8]| {
         for p in parts {
             s.extend(encode(framing, p));
             let mut m: Vec<u8> = match framing {
-                RawFraming::Line => p.iter().map(|&b| if b == b'\n' { b' ' } else { b }).collect(),
+                RawFraming::Line => p
+                    .iter()
+                    .map(|&b| if b == b'\n' { b' ' } else { b })
+                    .collect(),
                 RawFraming::LengthPrefix => p.to_vec(),
             };
             if framing == RawFraming::Line && m.last() == Some(&b'\r') {
